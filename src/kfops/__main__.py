@@ -1,0 +1,5 @@
+import sys
+
+from kfops.cli import main
+
+sys.exit(main())
