@@ -1,0 +1,1 @@
+"""Thin KFP components, one module per lifecycle step. Logic lives in kfops."""

@@ -1,0 +1,1 @@
+"""Drift statistics: reference profiles, window profiles, PSI/KS/JS, streaming."""

@@ -1,0 +1,1 @@
+"""Serving: the KServe predictor, request validation, metrics and payload capture."""
