@@ -1,0 +1,252 @@
+"""Data ingestion: read a table from anywhere, fingerprint it, snapshot it as Parquet.
+
+``read_table`` accepts a local path, ``file://``, ``http(s)://`` (requests) and any scheme fsspec
+knows (``s3://`` once s3fs is installed). Every failure a user can cause is a ``DataError``
+with one message naming the file. CSV date columns stay strings here: the data contract decides
+which columns are dates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pandas as pd
+
+from kfops.datasets import table_format
+from kfops.errors import DataError
+from kfops.io import write_json_atomic
+
+PARQUET_MAGIC = b"PAR1"
+HTTP_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
+FINGERPRINT_FILE = "fingerprint.json"
+_SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a table is: a content hash plus its shape and schema (and where it came from)."""
+
+    sha256: str
+    rows: int
+    columns: int
+    schema: dict[str, str] = field(default_factory=dict)
+    source_uri: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
+        try:
+            return cls(
+                sha256=str(data["sha256"]),
+                rows=int(data["rows"]),
+                columns=int(data["columns"]),
+                schema={str(k): str(v) for k, v in dict(data.get("schema", {})).items()},
+                source_uri=str(data.get("source_uri", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"malformed fingerprint: {exc}") from exc
+
+
+def fingerprint(df: pd.DataFrame, source_uri: str = "") -> Fingerprint:
+    """Content hash over column names, dtypes and row values (the index is ignored)."""
+    digest = hashlib.sha256()
+    schema = {str(col): str(dtype) for col, dtype in df.dtypes.items()}
+    for col, dtype in schema.items():
+        digest.update(f"{col}\x1f{dtype}\x1e".encode())
+    if len(df.columns) and len(df):
+        digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return Fingerprint(
+        sha256=digest.hexdigest(),
+        rows=len(df),
+        columns=len(df.columns),
+        schema=schema,
+        source_uri=source_uri,
+    )
+
+
+def _is_url(uri: str) -> bool:
+    scheme = urlsplit(uri).scheme
+    # A one-letter "scheme" is a Windows drive letter, not a URL.
+    return len(scheme) > 1
+
+
+@contextmanager
+def _download_http(uri: str) -> Iterator[Path]:
+    import requests
+
+    suffix = _suffix_of(urlsplit(uri).path)
+    with tempfile.TemporaryDirectory(prefix="kfops-download-") as tmp:
+        local = Path(tmp) / f"data{suffix}"
+        try:
+            with requests.get(uri, stream=True, timeout=HTTP_TIMEOUT) as resp:
+                if resp.status_code != 200:
+                    reason = f" {resp.reason}" if resp.reason else ""
+                    raise DataError(f"could not download {uri}: HTTP {resp.status_code}{reason}")
+                with open(local, "wb") as fh:
+                    for chunk in resp.iter_content(chunk_size=1 << 20):
+                        fh.write(chunk)
+        except requests.RequestException as exc:
+            raise DataError(f"could not download {uri}: {type(exc).__name__}: {exc}") from exc
+        yield local
+
+
+@contextmanager
+def _download_fsspec(uri: str) -> Iterator[Path]:
+    import fsspec
+
+    scheme = urlsplit(uri).scheme
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except ValueError as exc:
+        raise DataError(f"cannot read {uri}: unknown URL scheme {scheme!r}") from exc
+    except ImportError as exc:
+        # fsspec knows the scheme but its filesystem package (s3fs, gcsfs, ...) is missing.
+        raise DataError(
+            f"cannot read {uri}: the {scheme!r} filesystem is not installed ({exc})"
+        ) from exc
+    suffix = _suffix_of(urlsplit(uri).path)
+    with tempfile.TemporaryDirectory(prefix="kfops-download-") as tmp:
+        local = Path(tmp) / f"data{suffix}"
+        try:
+            with fsspec.open(uri, "rb") as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except FileNotFoundError as exc:
+            raise DataError(f"data file not found: {uri}") from exc
+        except IsADirectoryError as exc:
+            raise DataError(f"{uri} is a directory, expected a CSV or Parquet file") from exc
+        except Exception as exc:  # remote filesystems raise many kinds (auth, network, ...)
+            raise DataError(f"cannot read {uri}: {type(exc).__name__}: {exc}") from exc
+        yield local
+
+
+def _suffix_of(path: str) -> str:
+    name = path.rsplit("/", 1)[-1].lower()
+    for suffix in (".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip"):
+        if name.endswith(suffix):
+            return suffix
+    return os.path.splitext(name)[1]
+
+
+def read_table(uri: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV or Parquet table from a path or URL into a DataFrame.
+
+    The format comes from the suffix, else from the Parquet magic bytes, else CSV.
+    """
+    uri = os.fspath(uri)
+    if not uri:
+        raise DataError("no data path given")
+    if _is_url(uri):
+        parts = urlsplit(uri)
+        if parts.scheme == "file":
+            return _read_local(Path(unquote(parts.path)), uri)
+        opener = _download_http if parts.scheme in ("http", "https") else _download_fsspec
+        with opener(uri) as local:
+            return _read_local(local, uri)
+    return _read_local(Path(uri), uri)
+
+
+def _read_local(path: Path, label: str) -> pd.DataFrame:
+    if path.is_dir():
+        raise DataError(f"{label} is a directory, expected a CSV or Parquet file")
+    if not path.exists():
+        raise DataError(f"data file not found: {label}")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise DataError(f"cannot read {label}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise DataError(f"data file {label} is empty")
+    fmt = table_format(path)
+    if fmt is None:
+        fmt = "parquet" if head.startswith(PARQUET_MAGIC) else "csv"
+    if fmt == "parquet":
+        df = _read_parquet(path, label)
+    else:
+        compressed = path.name.lower().endswith((".gz", ".bz2", ".xz", ".zip", ".zst"))
+        # NUL bytes never occur in a text CSV; pandas might otherwise "parse" binary garbage.
+        if not compressed and b"\x00" in head:
+            raise DataError(f"{label} is not a CSV or Parquet file (it looks binary)")
+        df = _read_csv(path, label)
+    if len(df.columns) == 0:
+        raise DataError(f"data file {label} has no columns")
+    if len(df) == 0:
+        raise DataError(f"data file {label} has a header but no rows")
+    if not all(isinstance(c, str) for c in df.columns):
+        df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def _read_csv(path: Path, label: str) -> pd.DataFrame:
+    try:
+        # low_memory=False: infer each column's type from all rows, not per chunk, so one
+        # column never ends up half numbers, half strings.
+        return pd.read_csv(path, low_memory=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"data file {label} is empty") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{label} is not a readable text CSV ({exc.reason})") from exc
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{label} is not a valid CSV: {str(exc).strip()}") from exc
+    except (OSError, EOFError, ValueError) as exc:  # bad compression, ...
+        raise DataError(f"cannot read {label} as CSV: {exc}") from exc
+
+
+def _read_parquet(path: Path, label: str) -> pd.DataFrame:
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(path, engine="pyarrow")
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"{label} is not a valid Parquet file: {exc}") from exc
+
+
+def write_snapshot(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` as Parquet with deterministic bytes, atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        # Fixed writer settings (no timestamps are written) make the bytes depend on the data
+        # and the pyarrow version only.
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def extract(uri: str | os.PathLike[str], snapshot_path: str | os.PathLike[str]) -> Fingerprint:
+    """Read ``uri``, write a Parquet snapshot and ``fingerprint.json`` beside it."""
+    source = os.fspath(uri)
+    df = read_table(source)
+    fp = fingerprint(df, source_uri=source)
+    snapshot = write_snapshot(df, snapshot_path)
+    write_json_atomic(snapshot.parent / FINGERPRINT_FILE, fp.to_dict())
+    return fp
+
+
+def load_snapshot(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a Parquet snapshot written by ``extract``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no data snapshot at {path}")
+    return _read_parquet(path, str(path))
