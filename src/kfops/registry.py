@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -87,27 +88,46 @@ def _version_id(ref: str | int) -> str | None:
     return f"v{int(match.group(1))}"
 
 
-def code_version() -> dict[str, str | None]:
-    """kfops version and git commit of the running code (None outside a git checkout).
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None  # no git binary (e.g. in the image) or a hung repository
 
-    ``KFOPS_GIT_COMMIT`` wins, so an image built from a checkout can carry its commit.
+
+def code_version() -> dict[str, Any]:
+    """kfops version, git commit and dirty flag of the running code.
+
+    ``git_commit``/``git_dirty`` are None outside a git checkout of kfops (e.g. an installed
+    wheel inside some other project's repository is not attributed to that repository's
+    commit). ``KFOPS_GIT_COMMIT`` wins, so an image built from a checkout can carry its commit.
     """
-    commit = os.environ.get("KFOPS_GIT_COMMIT") or None
-    if commit is None:
-        try:
-            out = subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                cwd=Path(kfops.__file__).resolve().parent,
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            )
-            if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", out.stdout.strip()):
-                commit = out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            commit = None
-    return {"kfops_version": kfops.__version__, "git_commit": commit}
+    env_commit = os.environ.get("KFOPS_GIT_COMMIT") or None
+    if env_commit is not None:
+        return {"kfops_version": kfops.__version__, "git_commit": env_commit, "git_dirty": None}
+    commit, dirty = _git_state()
+    return {"kfops_version": kfops.__version__, "git_commit": commit, "git_dirty": dirty}
+
+
+@functools.cache
+def _git_state() -> tuple[str | None, bool | None]:
+    # Cached per process: the code that runs is the code imported at start, and git calls
+    # cost tens of milliseconds per registration.
+    package_dir = Path(kfops.__file__).resolve().parent
+    tracked = _git(["ls-files", "--error-unmatch", "__init__.py"], package_dir)
+    if tracked is None or tracked.returncode != 0:
+        return None, None
+    status = _git(["status", "--porcelain=v2", "--branch", "--untracked-files=no"], package_dir)
+    if status is None or status.returncode != 0:
+        return None, None
+    lines = status.stdout.splitlines()
+    for line in lines:
+        oid = line.removeprefix("# branch.oid ").strip()
+        if line.startswith("# branch.oid ") and re.fullmatch(r"[0-9a-f]{40}", oid):
+            return oid, any(not entry.startswith("#") for entry in lines)
+    return None, None  # a repository without commits
 
 
 def _fsync_dir(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +82,32 @@ def test_git_commit_recorded_inside_checkout_and_env_override(
     assert commit is None or len(commit) == 40
     monkeypatch.setenv("KFOPS_GIT_COMMIT", "deadbeef")
     assert reg.register("m", _artifacts(tmp_path), {}).lineage["code"]["git_commit"] == "deadbeef"
+
+
+def test_code_version_outside_a_kfops_checkout_is_none(tmp_path: Path) -> None:
+    """An installed copy inside someone else's git repo is not given that repo's commit."""
+    pkg = tmp_path / "site"
+    shutil.copytree(REPO_ROOT / "src" / "kfops", pkg / "kfops")
+    subprocess.run(["git", "init", "-q", str(pkg)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(pkg)}
+    env.pop("KFOPS_GIT_COMMIT", None)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, kfops.registry as r; print(json.dumps(r.code_version()))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert json.loads(out.stdout) == {
+        "kfops_version": "0.1.0",
+        "git_commit": None,
+        "git_dirty": None,
+    }
 
 
 def test_versions_are_numeric_and_listed(reg: Registry, tmp_path: Path) -> None:
