@@ -1,0 +1,153 @@
+"""Split and preprocessing behaviour on real data (Palmer Penguins) and mixed-kind frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from palmerpenguins import load_penguins
+
+from kfops.contract_model import Contract
+from kfops.errors import ConfigError, DataError
+from kfops.features import build_preprocessor, feature_frame, split
+
+PENGUIN_NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+
+
+def penguin_contract() -> Contract:
+    return Contract.from_dict(
+        {
+            "schema_version": 1,
+            "task": "classification",
+            "target": {
+                "name": "species",
+                "kind": "categorical",
+                "dtype": "object",
+                "classes": ["Adelie", "Chinstrap", "Gentoo"],
+            },
+            "features": [
+                *({"name": n, "kind": "numeric", "dtype": "float64"} for n in PENGUIN_NUMERIC),
+                {"name": "island", "kind": "categorical", "dtype": "object"},
+                {"name": "sex", "kind": "categorical", "dtype": "object"},
+            ],
+        }
+    )
+
+
+def mixed_frame(n: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "num": rng.normal(size=n),
+            "flag": rng.choice([True, False], size=n),
+            "color": rng.choice(["red", "green", None], size=n),
+            "note": rng.choice(["fast shipping", "broken box", None, "great value"], size=n),
+            "when": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 400, n), "D"),
+            "label": rng.choice(["a", "b"], size=n),
+            "extra": np.arange(n),
+        }
+    )
+
+
+def mixed_contract() -> Contract:
+    return Contract.from_dict(
+        {
+            "schema_version": 1,
+            "task": "classification",
+            "target": {"name": "label", "kind": "categorical", "classes": ["a", "b"]},
+            "features": [
+                {"name": "num", "kind": "numeric", "dtype": "float64"},
+                {"name": "flag", "kind": "boolean", "dtype": "bool"},
+                {"name": "color", "kind": "categorical", "dtype": "object"},
+                {"name": "note", "kind": "text", "dtype": "object"},
+                {"name": "when", "kind": "datetime", "dtype": "datetime64[ns]"},
+            ],
+        }
+    )
+
+
+def test_split_is_deterministic_stratified_and_drops_null_targets() -> None:
+    df = load_penguins()
+    df.loc[[0, 5], "species"] = None
+    contract = penguin_contract()
+    train, test = split(df, contract, test_size=0.2, seed=7)
+    train2, test2 = split(df, contract, test_size=0.2, seed=7)
+    pd.testing.assert_frame_equal(train, train2)
+    pd.testing.assert_frame_equal(test, test2)
+    assert len(train) + len(test) == len(df) - 2
+    assert train["species"].notna().all() and test["species"].notna().all()
+    assert not set(train.index) & set(test.index)
+    # Stratified: class shares in the test split match the whole within one row.
+    whole = df["species"].value_counts(normalize=True)
+    for label, share in test["species"].value_counts(normalize=True).items():
+        assert abs(share - whole[label]) < 1.5 / len(test)
+    other, _ = split(df, contract, test_size=0.2, seed=8)
+    assert list(other.index) != list(train.index)
+
+
+def test_split_names_a_class_with_too_few_rows() -> None:
+    df = load_penguins()
+    df.loc[len(df)] = {**df.iloc[0].to_dict(), "species": "Emperor"}
+    contract = penguin_contract()
+    with pytest.raises(DataError, match="'Emperor'"):
+        split(df, contract)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1])
+def test_split_rejects_bad_test_size(bad: float) -> None:
+    with pytest.raises(ConfigError, match="test_size"):
+        split(load_penguins(), penguin_contract(), test_size=bad)
+
+
+def test_split_rejects_test_split_smaller_than_class_count() -> None:
+    df = load_penguins().groupby("species").head(4)
+    with pytest.raises(ConfigError, match="test_size"):
+        split(df, penguin_contract(), test_size=0.1)
+
+
+def test_feature_frame_orders_columns_and_names_missing_ones() -> None:
+    df = load_penguins()
+    contract = penguin_contract()
+    assert list(feature_frame(df, contract).columns) == contract.feature_names
+    with pytest.raises(DataError, match="island"):
+        feature_frame(df.drop(columns=["island"]), contract)
+
+
+def test_preprocessor_handles_every_kind_and_ignores_order_and_extras() -> None:
+    df = mixed_frame()
+    contract = mixed_contract()
+    pre = build_preprocessor(contract).fit(df)
+    out = pre.transform(df)
+    assert isinstance(out, np.ndarray)
+    assert np.isfinite(out).all()
+    shuffled = df[list(reversed(df.columns))].assign(unrelated=1.0)
+    np.testing.assert_array_equal(out, pre.transform(shuffled))
+    # 1 numeric + flag(2) + color(2 seen) + tfidf words + 5 datetime parts
+    assert out.shape[1] >= 1 + 2 + 2 + 5 + 4
+
+
+def test_preprocessor_tolerates_unseen_categories_and_missing_values() -> None:
+    df = mixed_frame()
+    contract = mixed_contract()
+    pre = build_preprocessor(contract).fit(df)
+    odd = df.head(3).copy()
+    odd["color"] = ["purple", None, "red"]
+    odd["num"] = [np.nan, 1.0, 2.0]
+    odd["when"] = [pd.NaT, pd.Timestamp("2030-01-01"), pd.Timestamp("2024-02-01")]
+    odd["note"] = [None, "never seen words", "broken box"]
+    out = pre.transform(odd)
+    assert out.shape == (3, pre.transform(df).shape[1])
+    assert np.isfinite(out).all()
+
+
+def test_preprocessor_needs_features() -> None:
+    contract = Contract.from_dict(
+        {
+            "schema_version": 1,
+            "task": "regression",
+            "target": {"name": "y", "kind": "numeric"},
+            "features": [],
+        }
+    )
+    with pytest.raises(DataError, match="no features"):
+        build_preprocessor(contract)

@@ -1,0 +1,199 @@
+"""Training every estimator for real, parameter errors, and byte-stable model files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from palmerpenguins import load_penguins
+from sklearn.pipeline import Pipeline
+
+from kfops.contract_model import Contract
+from kfops.errors import ConfigError, DataError
+from kfops.features import feature_frame, split
+from kfops.training import (
+    ESTIMATORS,
+    load_model,
+    make_estimator,
+    parse_params,
+    save_model,
+    train,
+)
+
+from .test_features import mixed_contract, mixed_frame, penguin_contract
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def regression_contract() -> Contract:
+    return Contract.from_dict(
+        {
+            "schema_version": 1,
+            "task": "regression",
+            "target": {"name": "body_mass_g", "kind": "numeric", "dtype": "float64"},
+            "features": [
+                {"name": "bill_length_mm", "kind": "numeric", "dtype": "float64"},
+                {"name": "flipper_length_mm", "kind": "numeric", "dtype": "float64"},
+                {"name": "species", "kind": "categorical", "dtype": "object"},
+                {"name": "sex", "kind": "categorical", "dtype": "object"},
+            ],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def penguin_split() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return split(load_penguins(), penguin_contract(), seed=42)
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS["classification"]))
+def test_every_classifier_learns_penguins(name: str, penguin_split) -> None:
+    train_df, test_df = penguin_split
+    contract = penguin_contract()
+    params = {"max_iter": 30} if name == "gradient_boosting" else None
+    model = train(train_df, contract, name, params)
+    assert isinstance(model, Pipeline)
+    assert [step for step, _ in model.steps] == ["preprocess", "model"]
+    assert set(model.classes_) == {"Adelie", "Chinstrap", "Gentoo"}
+    # Raw columns in, labels out; extra and reordered columns are fine.
+    raw = test_df[list(reversed(test_df.columns))]
+    accuracy = (model.predict(raw) == test_df["species"]).mean()
+    assert accuracy > 0.9
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS["regression"]))
+def test_every_regressor_learns_body_mass(name: str) -> None:
+    contract = regression_contract()
+    train_df, test_df = split(load_penguins(), contract, seed=1)
+    model = train(train_df, contract, name, {"max_iter": 30} if name == "gradient_boosting" else {})
+    test_df = test_df.dropna(subset=["body_mass_g"])
+    predicted = model.predict(feature_frame(test_df, contract))
+    rmse = float(np.sqrt(np.mean((predicted - test_df["body_mass_g"].to_numpy()) ** 2)))
+    assert rmse < 450  # the target's std is ~800 g
+
+
+def test_mixed_kinds_train_with_all_estimators() -> None:
+    df, contract = mixed_frame(), mixed_contract()
+    for name in ESTIMATORS["classification"]:
+        model = train(df, contract, name, {"max_iter": 10} if name == "gradient_boosting" else {})
+        assert len(model.predict(df.head(5))) == 5
+
+
+def test_seed_reaches_the_estimator_unless_params_set_it() -> None:
+    assert make_estimator("classification", "random_forest", {}, seed=3).random_state == 3
+    est = make_estimator("classification", "random_forest", {"random_state": 9}, seed=3)
+    assert est.random_state == 9
+    assert make_estimator("classification", "logistic_regression", {}).max_iter == 1000
+
+
+def test_unknown_task_and_estimator_messages() -> None:
+    with pytest.raises(ConfigError, match="unknown task 'clustering'"):
+        make_estimator("clustering", "kmeans", {})
+    with pytest.raises(ConfigError) as err:
+        make_estimator("classification", "random_forrest", {})
+    message = str(err.value)
+    assert "'random_forrest'" in message
+    assert "logistic_regression" in message and "decision_tree" in message
+    assert "did you mean 'random_forest'" in message
+    with pytest.raises(ConfigError, match="did you mean 'logistic_regression'"):
+        make_estimator("classification", "logistic", {})
+
+
+def test_unknown_parameter_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        make_estimator("classification", "random_forest", {"n_estimator": 10})
+    message = str(err.value)
+    assert "'n_estimator'" in message
+    assert "did you mean 'n_estimators'" in message
+    assert "max_depth" in message  # the list of valid parameters
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "fragment"),
+    [
+        ("logistic_regression", {"C": -1}, "'C' parameter"),
+        ("random_forest", {"n_estimators": "many"}, "'n_estimators' parameter"),
+        ("gradient_boosting", {"learning_rate": 0}, "'learning_rate' parameter"),
+    ],
+)
+def test_invalid_parameter_values_fail_before_training(name, params, fragment) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        make_estimator("classification", name, params)
+
+
+def test_fit_time_parameter_conflict_is_a_config_error(penguin_split) -> None:
+    train_df, _ = penguin_split
+    with pytest.raises(ConfigError, match="failed to fit"):
+        train(
+            train_df, penguin_contract(), "logistic_regression", {"solver": "lbfgs", "dual": True}
+        )
+
+
+def test_single_class_training_data_is_rejected() -> None:
+    df = load_penguins()
+    df = df[df["species"] == "Adelie"]
+    with pytest.raises(DataError, match="single class"):
+        train(df, penguin_contract(), "decision_tree")
+
+
+def test_parse_params() -> None:
+    assert parse_params('{"C": 0.5, "max_iter": 200}') == {"C": 0.5, "max_iter": 200}
+    assert parse_params("") == {}
+    assert parse_params("  ") == {}
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        parse_params("{C: 1}")
+    with pytest.raises(ConfigError, match="JSON object"):
+        parse_params("[1, 2]")
+
+
+def test_save_load_round_trip_and_bad_files(tmp_path: Path, penguin_split) -> None:
+    train_df, test_df = penguin_split
+    model = train(train_df, penguin_contract(), "random_forest", {"n_estimators": 20})
+    path = save_model(model, tmp_path / "m" / "model.joblib")
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(test_df), model.predict(test_df))
+    with pytest.raises(ConfigError, match="no model file"):
+        load_model(tmp_path / "missing.joblib")
+    (tmp_path / "junk.joblib").write_bytes(b"not a pickle")
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        load_model(tmp_path / "junk.joblib")
+
+
+_TRAIN_SCRIPT = """
+import sys
+from kfops.features import split
+from kfops.training import save_model, train
+sys.path.insert(0, {repo!r})
+from tests.unit.test_features import mixed_contract, mixed_frame
+df, contract = mixed_frame(), mixed_contract()
+train_df, _ = split(df, contract, seed=5)
+save_model(train(train_df, contract, sys.argv[1], seed=5), sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("name", ["random_forest", "logistic_regression"])
+def test_identical_training_gives_identical_bytes(tmp_path: Path, name: str) -> None:
+    """Model hashes are compared between runners: same data+params+seed -> same file bytes,
+    also across processes with different hash seeds (TF-IDF vocabulary, one-hot categories)."""
+    df, contract = mixed_frame(), mixed_contract()
+    train_df, _ = split(df, contract, seed=5)
+    a = save_model(train(train_df, contract, name, seed=5), tmp_path / "a.joblib")
+    b = save_model(train(train_df, contract, name, seed=5), tmp_path / "b.joblib")
+    assert a.read_bytes() == b.read_bytes()
+    c = tmp_path / "c.joblib"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run(
+        [sys.executable, "-c", _TRAIN_SCRIPT.format(repo=str(REPO)), name, str(c)],
+        check=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert c.read_bytes() == a.read_bytes()
+    d = save_model(train(train_df, contract, name, seed=6), tmp_path / "d.joblib")
+    if name == "random_forest":
+        assert d.read_bytes() != a.read_bytes()
