@@ -429,6 +429,17 @@ class Registry:
             f"versions: {known_versions}; aliases: {known_aliases}"
         )
 
+    def find(self, model: str, ref: str | int) -> ModelVersion | None:
+        """Like :meth:`resolve` but None when the model, alias or version does not exist
+        (e.g. the first training run asking for the champion). Bad names still raise."""
+        validate_model_name(model)
+        if _version_id(ref) is None:
+            validate_alias_name(str(ref))
+        try:
+            return self.resolve(model, ref)
+        except RegistryError:
+            return None
+
     def verify(self, model: str, version: str | int) -> ModelVersion:
         """Resolve ``version`` (alias or id) and recompute every sha256 in its manifest."""
         mv = self.resolve(model, version)

@@ -183,6 +183,22 @@ def test_alias_move_resolve_rollback(reg: Registry, tmp_path: Path) -> None:
     assert reg.get_alias("penguins", "canary") is None
 
 
+def test_find_returns_none_for_missing(reg: Registry, tmp_path: Path) -> None:
+    assert reg.find("penguins", "champion") is None  # first run: no model yet
+    with pytest.raises(RegistryError, match="alias"):
+        reg.find("penguins", "bad alias")
+    reg.register("penguins", _artifacts(tmp_path), {})
+    assert reg.find("penguins", "champion") is None
+    assert reg.find("penguins", "v2") is None
+    assert reg.find("penguins", "v1").version == "v1"  # type: ignore[union-attr]
+    reg.set_alias("penguins", "champion", 1)
+    assert reg.find("penguins", "champion").version == "v1"  # type: ignore[union-attr]
+    with pytest.raises(RegistryError, match="alias"):
+        reg.find("penguins", "Champion")
+    with pytest.raises(RegistryError, match="model name"):
+        reg.find("Penguins", "champion")
+
+
 def test_resolve_unknown_lists_what_exists(reg: Registry, tmp_path: Path) -> None:
     reg.register("penguins", _artifacts(tmp_path), {}, aliases=["champion"])
     with pytest.raises(RegistryError, match=r"'v7'.*known: v1"):
@@ -387,5 +403,7 @@ def test_concurrent_registration_from_two_processes(reg: Registry, tmp_path: Pat
         v.verify()
         assert v.lineage["version"] == v.version  # lineage rewritten on retry
     assert {v.lineage["writer"] for v in versions} == {"a", "b"}
-    assert reg.get_alias("penguins", "champion") in got
+    champion = reg.alias_record("penguins", "champion")
+    assert champion is not None and champion["version"] in got
+    assert champion["previous"] in got and champion["previous"] != champion["version"]
     assert not list((reg.root / "models/penguins").glob(".staging-*"))
