@@ -360,7 +360,9 @@ class Registry:
         """Serialise read-modify-write of alias files so "previous" is never lost."""
         directory = self._aliases_dir(model)
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # Lock the directory itself: no lock file, and a read-only fd suffices, so processes
+        # running under another uid (a container step) are never blocked by file ownership.
+        fd = os.open(directory, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
