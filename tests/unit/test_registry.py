@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -406,4 +408,52 @@ def test_concurrent_registration_from_two_processes(reg: Registry, tmp_path: Pat
     champion = reg.alias_record("penguins", "champion")
     assert champion is not None and champion["version"] in got
     assert champion["previous"] in got and champion["previous"] != champion["version"]
+    assert not list((reg.root / "models/penguins").glob(".staging-*"))
+
+
+_LOOPING_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from kfops.registry import Registry
+    root, srcdir = sys.argv[1], Path(sys.argv[2])
+    files = {p.name: p for p in srcdir.iterdir()}
+    reg = Registry(root)
+    print("ready", flush=True)
+    while True:
+        reg.register("penguins", files, {}, aliases=["champion"])
+        reg.rollback("penguins")
+    """
+)
+
+
+def test_sigkill_at_random_moments_keeps_every_visible_state_valid(
+    reg: Registry, tmp_path: Path
+) -> None:
+    """Kill a busy writer at arbitrary points: whatever is visible is complete and verifies."""
+    srcdir = tmp_path / "big"
+    srcdir.mkdir()
+    (srcdir / "model.joblib").write_bytes(os.urandom(8 << 20))  # copy takes a few ms
+    (srcdir / "contract.json").write_text("{}")
+    rng = random.Random(0)
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LOOPING_WRITER, str(reg.root), str(srcdir)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        versions = reg.versions("penguins")
+        for v in versions:
+            v.verify()
+        known = {v.version for v in versions}
+        for alias, target in reg.aliases("penguins").items():
+            assert target in known, alias
+            record = reg.alias_record("penguins", alias)
+            assert record is not None and record["previous"] in known | {None}
+    assert len(reg.versions("penguins")) >= 3  # the writer really was busy
+    reg.gc(min_age_seconds=0)
     assert not list((reg.root / "models/penguins").glob(".staging-*"))
