@@ -1,15 +1,155 @@
-"""`kfops` sub-commands: run (placeholder until its issue lands)."""
+"""`kfops run` (the training pipeline on this machine) and `kfops compile`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+from pathlib import Path
 from typing import Any
+
+from kfops.config import Settings
+from kfops.errors import ConfigError
+
+# Used when no --threshold is given: a model must beat these to be blessed at all.
+DEFAULT_THRESHOLDS = {"classification": {"f1_macro": 0.6}, "regression": {"r2": 0.0}}
 
 
 def register(sub: Any) -> None:
-    """Add this module's sub-commands to the `kfops` parser."""
-    del sub
+    run = sub.add_parser(
+        "run",
+        help="run the training pipeline locally (kfp.local)",
+        description="Extract, validate, prepare, train, evaluate, bless, register and deploy "
+        "a model with kfp.local. Without --data, trains on the bundled Palmer Penguins data.",
+    )
+    run.add_argument("--data", help="CSV or Parquet: path, file://, http(s):// or fsspec URI")
+    run.add_argument("--target", help="target column (default for the bundled data: species)")
+    run.add_argument("--task", choices=("classification", "regression"))
+    run.add_argument("--model-name", help="registry model name (default: from the data file)")
+    run.add_argument("--registry", help="registry root (env KFOPS_REGISTRY_ROOT)")
+    run.add_argument("--estimator", default=None, help="estimator name, e.g. random_forest")
+    run.add_argument("--params", default="{}", help='estimator parameters as JSON, e.g. {"C": 2}')
+    run.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="blessing threshold (min for scores, max for errors); repeatable",
+    )
+    run.add_argument("--max-regression", type=float, default=0.01)
+    run.add_argument("--test-size", type=float, default=0.2)
+    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--drop-columns", default="", help="comma-separated columns to ignore")
+    run.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
+    run.add_argument("--image", help="image for --runner docker (env KFOPS_IMAGE)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compile", help="compile every pipeline to KFP IR YAML")
+    comp.add_argument("--out", default="build/pipelines", help="output directory")
+    comp.add_argument("--image", help="component image (env KFOPS_IMAGE)")
+    comp.set_defaults(func=cmd_compile)
 
 
-def _unused(args: argparse.Namespace) -> int:  # pragma: no cover
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--threshold {item!r} is not METRIC=NUMBER, e.g. f1_macro=0.8")
+    return out
+
+
+def _model_name_from(data: str) -> str:
+    stem = Path(data.split("?")[0]).stem.lower()
+    name = re.sub(r"[^a-z0-9-]+", "-", stem).strip("-")[:63]
+    return name or "model"
+
+
+def training_params(args: argparse.Namespace, settings: Settings) -> Any:
+    from kfops import datasets
+    from kfops.local_runner import TrainingParams
+
+    if args.data is None:
+        data_uri = str(datasets.default_data_path())
+        target = args.target or datasets.DEFAULT_TARGET
+        task = args.task or datasets.DEFAULT_TASK
+        model_name = settings.model_name or datasets.DEFAULT_MODEL_NAME
+    else:
+        if not args.target:
+            raise ConfigError("--target is required with --data (the column to predict)")
+        data_uri, target = args.data, args.target
+        task = args.task or "classification"
+        model_name = settings.model_name or _model_name_from(args.data)
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--params is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(params, dict):
+        raise ConfigError('--params must be a JSON object, e.g. {"C": 2.0}')
+    return TrainingParams(
+        data_uri=data_uri,
+        target=target,
+        task=task,
+        model_name=model_name,
+        registry_root=str(settings.registry_root),
+        estimator=args.estimator or "logistic_regression",
+        params=params,
+        thresholds=parse_thresholds(args.threshold) or DEFAULT_THRESHOLDS[task],
+        max_regression=args.max_regression,
+        test_size=args.test_size,
+        seed=args.seed,
+        drop_columns=tuple(c.strip() for c in args.drop_columns.split(",") if c.strip()),
+    )
+
+
+def format_summary(summary: Any) -> str:
+    lines = [
+        "",
+        f"run           {summary.run_id} ({summary.status})",
+        f"model         {summary.model_name}",
+        f"data          sha256 {summary.fingerprint}",
+        "metrics       " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items())),
+        f"blessed       {'yes' if summary.blessed else 'no'}",
+    ]
+    lines += [f"  - {reason}" for reason in summary.reasons]
+    if summary.version:
+        lines.append(f"version       {summary.version} (sha256 {summary.model_sha256})")
+    else:
+        lines.append("version       none registered (not blessed)")
+    aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(summary.aliases.items()))
+    lines.append(f"aliases       {aliases or 'none'}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kfops.local_runner import run_training
+
+    settings = Settings.from_env(
+        registry_root=args.registry, model_name=args.model_name, image=args.image
+    )
+    params = training_params(args, settings)
+    print(
+        f"kfops: training {params.model_name!r} on {params.data_uri} "
+        f"(target {params.target!r}, {params.task}, {params.estimator}, runner {args.runner})",
+        flush=True,
+    )
+    summary = run_training(params, runner=args.runner, image=settings.image)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from kfops.pipelines.compile import compile_all
+
+    settings = Settings.from_env(image=args.image)
+    for path in compile_all(args.out, settings.image):
+        print(f"compiled {path}")
     return 0

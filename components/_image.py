@@ -1,0 +1,9 @@
+"""The image every component runs in.
+
+Components are compiled with this default tag; `kfops compile --image` and the docker runner
+rewrite it in the compiled spec (kfops.pipelines.compile), so no setting is read at import time.
+"""
+
+from kfops import __version__
+
+IMAGE = f"kfops:{__version__}"

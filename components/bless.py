@@ -1,0 +1,34 @@
+"""Bless: the challenger against absolute thresholds and the champion on the same test rows."""
+
+from kfops.components._image import IMAGE
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+
+# Returns the verdict as the single output: kfp.local (2.17.3) cannot evaluate a dsl.If on a
+# named output of a multi-output component (the condition silently reads as false).
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def bless(
+    evaluation: Input[Artifact],
+    test: Input[Dataset],
+    model_name: str,
+    thresholds_json: str,
+    max_regression: float,
+    registry_root: str,
+    run_id: str,
+    job_id: str,
+    decision: Output[Artifact],
+    decision_report: Output[Markdown],
+) -> bool:
+    from pathlib import Path
+
+    from kfops import lifecycle
+
+    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
+    verdict = lifecycle.bless_step(
+        Path(evaluation.path), Path(test.path), model_name, thresholds_json, max_regression, ctx
+    )
+    lifecycle.write_json(Path(decision.path), verdict.to_dict())
+    lifecycle.write_text(Path(decision_report.path), verdict.to_markdown())
+    decision.metadata["blessed"] = verdict.blessed
+    return verdict.blessed

@@ -1,0 +1,26 @@
+"""Extract: read the raw source, write a Parquet snapshot, fingerprint it."""
+
+from typing import NamedTuple
+
+from kfops.components._image import IMAGE
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def extract(
+    data_uri: str,
+    registry_root: str,
+    run_id: str,
+    job_id: str,
+    snapshot: Output[Dataset],
+) -> NamedTuple("ExtractOutputs", fingerprint=str, rows=int):
+    from collections import namedtuple
+    from pathlib import Path
+
+    from kfops import lifecycle
+
+    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
+    fp = lifecycle.extract_step(data_uri, Path(snapshot.path), ctx)
+    snapshot.metadata.update({"fingerprint": fp.sha256, "rows": fp.rows, "source": data_uri})
+    return namedtuple("ExtractOutputs", ["fingerprint", "rows"])(fp.sha256, fp.rows)

@@ -1,0 +1,52 @@
+"""Register: a blessed model becomes an immutable registry version with its lineage."""
+
+from kfops.components._image import IMAGE
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def register(
+    model_name: str,
+    model: Input[Model],
+    contract: Input[Artifact],
+    reference_profile: Input[Artifact],
+    evaluation: Input[Artifact],
+    snapshot: Input[Dataset],
+    data_uri: str,
+    fingerprint: str,
+    estimator: str,
+    params_json: str,
+    seed: int,
+    test_size: float,
+    decision: Input[Artifact],
+    registry_root: str,
+    run_id: str,
+    job_id: str,
+) -> str:
+    from pathlib import Path
+
+    from kfops import lifecycle
+
+    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
+    lineage = lifecycle.lineage_of(
+        data_uri=data_uri,
+        data_fingerprint=fingerprint,
+        snapshot_uri=snapshot.uri,
+        estimator=estimator,
+        params=params_json,
+        seed=seed,
+        test_size=test_size,
+        blessing=lifecycle.read_json(Path(decision.path)),
+        kfp_job_id=job_id,
+    )
+    version = lifecycle.register_step(
+        model_name,
+        Path(model.path),
+        Path(contract.path),
+        Path(reference_profile.path),
+        Path(evaluation.path),
+        lineage,
+        ctx,
+    )
+    return version.version

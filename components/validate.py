@@ -1,0 +1,33 @@
+"""Analyze and validate: infer the data contract, check the data (and the champion's contract)."""
+
+from kfops.components._image import IMAGE
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def validate(
+    snapshot: Input[Dataset],
+    target: str,
+    task: str,
+    model_name: str,
+    drop_columns: str,
+    registry_root: str,
+    run_id: str,
+    job_id: str,
+    contract: Output[Artifact],
+    statistics: Output[Markdown],
+    validation_report: Output[Markdown],
+) -> str:
+    from pathlib import Path
+
+    from kfops import lifecycle
+
+    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
+    result = lifecycle.validate_step(
+        Path(snapshot.path), target, task, model_name, Path(contract.path), ctx, drop_columns
+    )
+    lifecycle.write_text(Path(statistics.path), result.statistics_markdown)
+    lifecycle.write_text(Path(validation_report.path), lifecycle.validation_markdown(result))
+    contract.metadata["features"] = len(result.contract.features)
+    return result.champion_version or ""

@@ -1,0 +1,97 @@
+"""The training pipeline: extract -> validate -> prepare -> train -> evaluate -> bless ->
+(if blessed) register -> deploy.
+
+Runs unchanged under kfp.local (SubprocessRunner, DockerRunner) and on a Kubeflow cluster.
+Paths and URIs are string parameters because kfp.local does not take artifact inputs.
+"""
+
+from kfops.components.bless import bless
+from kfops.components.evaluate import evaluate
+from kfops.components.extract import extract
+from kfops.components.prepare import prepare
+from kfops.components.register import register
+from kfops.components.train import train
+from kfops.components.validate import validate
+from kfp import dsl
+
+PIPELINE_NAME = "kfops-training"
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Raw data to a validated, blessed, registered and deployed scikit-learn model.",
+)
+def training_pipeline(
+    data_uri: str,
+    target: str,
+    model_name: str,
+    registry_root: str,
+    task: str = "classification",
+    estimator: str = "logistic_regression",
+    params_json: str = "{}",
+    thresholds_json: str = "{}",
+    max_regression: float = 0.01,
+    test_size: float = 0.2,
+    seed: int = 42,
+    drop_columns: str = "",
+    run_id: str = "",
+):
+    job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    run = {"registry_root": registry_root, "run_id": run_id, "job_id": job_id}
+
+    extracted = extract(data_uri=data_uri, **run).set_display_name("extract")
+    validated = validate(
+        snapshot=extracted.outputs["snapshot"],
+        target=target,
+        task=task,
+        model_name=model_name,
+        drop_columns=drop_columns,
+        **run,
+    ).set_display_name("analyze and validate")
+    prepared = prepare(
+        snapshot=extracted.outputs["snapshot"],
+        contract=validated.outputs["contract"],
+        test_size=test_size,
+        seed=seed,
+        **run,
+    ).set_display_name("prepare")
+    trained = train(
+        train=prepared.outputs["train"],
+        contract=validated.outputs["contract"],
+        estimator=estimator,
+        params_json=params_json,
+        seed=seed,
+        **run,
+    ).set_display_name("train")
+    evaluated = evaluate(
+        model=trained.outputs["model"],
+        test=prepared.outputs["test"],
+        contract=validated.outputs["contract"],
+        **run,
+    ).set_display_name("evaluate")
+    blessed = bless(
+        evaluation=evaluated.outputs["evaluation"],
+        test=prepared.outputs["test"],
+        model_name=model_name,
+        thresholds_json=thresholds_json,
+        max_regression=max_regression,
+        **run,
+    ).set_display_name("bless")
+
+    with dsl.If(blessed.outputs["Output"] == True, name="blessed"):  # noqa: E712
+        register(
+            model_name=model_name,
+            model=trained.outputs["model"],
+            contract=validated.outputs["contract"],
+            reference_profile=trained.outputs["reference_profile"],
+            evaluation=evaluated.outputs["evaluation"],
+            snapshot=extracted.outputs["snapshot"],
+            data_uri=data_uri,
+            fingerprint=extracted.outputs["fingerprint"],
+            estimator=estimator,
+            params_json=trained.outputs["Output"],
+            seed=seed,
+            test_size=test_size,
+            decision=blessed.outputs["decision"],
+            **run,
+        ).set_display_name("register")
