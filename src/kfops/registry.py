@@ -33,7 +33,7 @@ from typing import Any
 
 import kfops
 from kfops.errors import RegistryError
-from kfops.io import dumps_json, read_json, write_json_atomic
+from kfops.io import dumps_json, read_json, sha256_file, write_json_atomic
 
 MANIFEST = "MANIFEST.json"
 LINEAGE = "lineage.json"
@@ -202,13 +202,10 @@ def verify_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
         target = directory / name
         if not target.is_file():
             raise RegistryError(f"verification failed: {name} is missing from {directory}")
-        digest = hashlib.sha256()
-        with open(target, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-        if digest.hexdigest() != expected:
+        actual = sha256_file(target)
+        if actual != expected:
             raise RegistryError(
-                f"verification failed: {name} in {directory} has sha256 {digest.hexdigest()}, "
+                f"verification failed: {name} in {directory} has sha256 {actual}, "
                 f"manifest says {expected}"
             )
     return manifest
