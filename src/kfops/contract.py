@@ -712,6 +712,26 @@ def _violations_from_failures(
     return out
 
 
+def _discount_type_failures(warns: list[Violation], failures: list[Violation]) -> list[Violation]:
+    """Values that failed coercion became null; report them once (as type errors), not as nulls."""
+    lost = {v.column: v.count for v in failures}
+    out: list[Violation] = []
+    for v in warns:
+        if v.rule == "nulls" and v.column in lost:
+            count = v.count - lost[v.column]
+            if count <= 0:
+                continue
+            v = Violation(
+                v.column,
+                v.rule,
+                v.severity,
+                f"column {v.column!r} has {count} null values but had none in training",
+                count,
+            )
+        out.append(v)
+    return out
+
+
 def validate(
     df: pd.DataFrame,
     contract: Contract,
@@ -744,6 +764,7 @@ def validate(
     warns = _violations_from_failures(
         _run_schema(warn_schema, frame), "warning", contract, all_null
     )
+    warns = _discount_type_failures(warns, type_failures)
     if allow_null_target:
         errors, moved = (
             [v for v in errors if v.rule != "target_null"],

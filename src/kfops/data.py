@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pandas as pd
 
 from kfops.datasets import table_format
@@ -208,9 +209,14 @@ def _read_parquet(path: Path, label: str) -> pd.DataFrame:
     import pyarrow as pa
 
     try:
-        return pd.read_parquet(path, engine="pyarrow")
+        df = pd.read_parquet(path, engine="pyarrow")
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"{label} is not a valid Parquet file: {exc}") from exc
+    # Parquet gives None for missing strings where CSV gives NaN: use NaN so both read the same.
+    for col in df.columns:
+        if df[col].dtype == object and df[col].hasnans:
+            df[col] = df[col].where(df[col].notna(), np.nan)
+    return df
 
 
 def write_snapshot(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

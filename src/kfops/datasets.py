@@ -167,7 +167,7 @@ def make_messy(rows: int = 300, seed: int = 0) -> pd.DataFrame:
 
     def with_nulls(values: np.ndarray, share: float) -> np.ndarray:
         out = values.astype(object)
-        out[rng.random(rows) < share] = None
+        out[rng.random(rows) < share] = np.nan
         return out
 
     age = rng.integers(18, 80, rows).astype(float)
@@ -191,7 +191,7 @@ def make_messy(rows: int = 300, seed: int = 0) -> pd.DataFrame:
         - 1.2 * active
     )
     churned = np.where(logit + rng.normal(0, 0.7, rows) > 0, "yes", "no").astype(object)
-    churned[rng.random(rows) < 0.02] = None
+    churned[rng.random(rows) < 0.02] = np.nan
     return pd.DataFrame(
         {
             MESSY_ID: [f"C-{seed:02d}-{i:07d}" for i in range(rows)],
