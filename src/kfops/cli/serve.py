@@ -1,15 +1,188 @@
-"""`kfops` sub-commands: serve (placeholder until its issue lands)."""
+"""`kfops serve` (local model server following the champion) and `kfops deploy ...`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 
 def register(sub: Any) -> None:
-    """Add this module's sub-commands to the `kfops` parser."""
-    del sub
+    """Add `serve` and `deploy` to the `kfops` parser."""
+    from kfops.serving.server import add_serving_arguments
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve a registry model locally with KServe (follows the champion alias)",
+        description="Serve a model version with the kfops KServe predictor. With an alias "
+        "(default: champion) the server switches to the new version when the alias moves.",
+    )
+    serve.add_argument(
+        "--model",
+        dest="ref",
+        default="champion",
+        help="alias or version to serve (default: champion)",
+    )
+    serve.add_argument(
+        "--registry",
+        default=None,
+        help="registry root (default: KFOPS_REGISTRY_ROOT or ~/.kfops/registry)",
+    )
+    serve.add_argument(
+        "--name",
+        dest="registry_model",
+        default=None,
+        help="model name in the registry (default: KFOPS_MODEL_NAME or the "
+        "only model in the registry)",
+    )
+    serve.add_argument(
+        "--model-dir", default=None, help="serve this version directory instead of the registry"
+    )
+    add_serving_arguments(serve)
+    serve.set_defaults(func=_serve)
+
+    deploy = sub.add_parser("deploy", help="promote, roll back or deploy model versions")
+    dsub = deploy.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", default=None, help="registry root")
+    common.add_argument("--name", dest="registry_model", default=None, help="model name")
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument("--namespace", default="default")
+    cluster.add_argument("--image", default=None, help="predictor image (default: KFOPS_IMAGE)")
+    cluster.add_argument("--mode", default="Standard", help="Standard or Knative")
+    cluster.add_argument(
+        "--storage-root",
+        default="pvc://kfops-registry",
+        help="where the registry is on the cluster (pvc://, s3://, gs://)",
+    )
+    cluster.add_argument("--timeout", type=float, default=300.0)
+
+    p = dsub.add_parser("promote", parents=[common], help="point champion at a version (local)")
+    p.add_argument("version")
+    p.set_defaults(func=_promote)
+    p = dsub.add_parser(
+        "rollback",
+        parents=[common, cluster],
+        help="champion back to its previous version (or --cluster)",
+    )
+    p.add_argument("--cluster", action="store_true", help="roll back the InferenceService")
+    p.set_defaults(func=_rollback)
+    p = dsub.add_parser(
+        "render", parents=[common, cluster], help="print the InferenceService for a version as JSON"
+    )
+    p.add_argument("version", nargs="?", default="champion")
+    p.set_defaults(func=_render)
+    p = dsub.add_parser(
+        "apply",
+        parents=[common, cluster],
+        help="apply a version to the cluster (canary with --canary-percent)",
+    )
+    p.add_argument("version")
+    p.add_argument("--canary-percent", type=int, default=0)
+    p.set_defaults(func=_apply)
+    p = dsub.add_parser(
+        "promote-canary", parents=[common, cluster], help="send all traffic to the canary"
+    )
+    p.set_defaults(func=_promote_canary)
 
 
-def _unused(args: argparse.Namespace) -> int:  # pragma: no cover
+def _settings(args: argparse.Namespace) -> tuple[Path, str]:
+    from kfops.config import Settings
+    from kfops.errors import ConfigError
+    from kfops.registry import Registry
+
+    settings = Settings.from_env(registry_root=args.registry)
+    model = args.registry_model or settings.model_name
+    if model is None:
+        models = Registry(settings.registry_root).models()
+        if len(models) != 1:
+            raise ConfigError(
+                f"registry {settings.registry_root} has models {models or 'none'}: "
+                "pick one with --name"
+            )
+        model = models[0]
+    return settings.registry_root, model
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kfops.serving.model import ModelSource
+    from kfops.serving.server import serve
+
+    if args.model_dir:
+        source = ModelSource(model_dir=Path(args.model_dir))
+        return serve(args, source, args.registry_model or "model")
+    root, model = _settings(args)
+    return serve(args, ModelSource(registry_root=root, model=model, ref=args.ref), model)
+
+
+def _cfg(args: argparse.Namespace, model: str) -> Any:
+    from kfops.config import Settings
+    from kfops.deploy import DeployConfig
+
+    return DeployConfig(
+        name=model,
+        namespace=args.namespace,
+        image=args.image or Settings.from_env().image,
+        mode=args.mode,
+        storage_root=args.storage_root,
+    )
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from kfops.deploy import promote_local
+
+    root, model = _settings(args)
+    print(f"{model}: champion -> {promote_local(root, model, args.version)}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from kfops import deploy
+
+    root, model = _settings(args)
+    if args.cluster:
+        deployer = deploy.KServeDeployer(deploy.load_api_client(), namespace=args.namespace)
+        deployer.rollback(model, _cfg(args, model), model, timeout=args.timeout)
+        print(f"{args.namespace}/{model}: rolled back")
+        return 0
+    print(f"{model}: champion -> {deploy.rollback_local(root, model)}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from kfops.deploy import manifest_for
+
+    root, model = _settings(args)
+    json.dump(manifest_for(root, model, args.version, _cfg(args, model)), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from kfops.deploy import deploy_version
+
+    root, model = _settings(args)
+    print(
+        deploy_version(
+            root,
+            model,
+            args.version,
+            "cluster",
+            _cfg(args, model),
+            args.canary_percent,
+            timeout=args.timeout,
+        )
+    )
+    return 0
+
+
+def _promote_canary(args: argparse.Namespace) -> int:
+    from kfops import deploy
+
+    _, model = _settings(args)
+    deployer = deploy.KServeDeployer(deploy.load_api_client(), namespace=args.namespace)
+    deployer.promote(model, timeout=args.timeout)
+    print(f"{args.namespace}/{model}: canary promoted")
     return 0

@@ -1,0 +1,219 @@
+"""Prometheus metrics of the model server (``kfops_`` prefix, base units, bounded labels).
+
+With ``--workers N`` kserve forks N spawn-started processes and each scrape would see one of them
+(kserve#2979). The server therefore sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start;
+every process writes its values to mmap files there and ``/metrics`` (kserve's handler, which
+renders the default registry) is switched to a ``MultiProcessCollector`` that sums the files.
+Gauges say how to combine: model info takes the max (1 for a served version), drift scores the
+most recent value written by any worker.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNKNOWN_MODEL = "_unknown_"
+# Single-row requests take ~1 ms; batches up to 10k rows take longer.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+)  # fmt: skip
+
+
+class ServingMetrics:
+    """All kfops serving metrics; one instance per process (see ``get_metrics``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        model_version = ["model", "version"]
+        self.requests = Counter(
+            "kfops_requests",
+            "Prediction requests by protocol and HTTP status.",
+            [*model_version, "protocol", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "kfops_request_duration_seconds",
+            "Time from request to response for prediction requests.",
+            [*model_version, "protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.validation_failures = Counter(
+            "kfops_validation_failures",
+            "Rejected requests by reason (a request with several reasons counts once for each).",
+            [*model_version, "reason"],
+            registry=registry,
+        )
+        self.rows = Counter(
+            "kfops_predicted_rows", "Rows predicted.", model_version, registry=registry
+        )
+        self.predictions = Counter(
+            "kfops_predictions",
+            "Predicted rows by predicted class (classification).",
+            [*model_version, "class"],
+            registry=registry,
+        )
+        self.prediction_value = Histogram(
+            "kfops_prediction_value",
+            "Distribution of predicted values (regression).",
+            model_version,
+            buckets=(float("-inf"), *[float(b) for b in range(-10, 11)]),
+            registry=registry,
+        )
+        self.drift_psi = Gauge(
+            "kfops_feature_drift_psi",
+            "Population stability index of live traffic vs the version's training reference.",
+            [*model_version, "feature"],
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.drift_rows = Gauge(
+            "kfops_feature_drift_window_rows",
+            "Rows of live traffic behind the drift scores.",
+            model_version,
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "kfops_model_info",
+            "1 for the model version being served (0 once replaced).",
+            ["model", "version", "sha256"],
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self.model_swaps = Counter(
+            "kfops_model_swaps", "Hot swaps to a new model version.", ["model"], registry=registry
+        )
+        self.model_load_failures = Counter(
+            "kfops_model_load_failures",
+            "Model versions that failed to load or verify (the old version keeps serving).",
+            ["model"],
+            registry=registry,
+        )
+        self.capture_records = Counter(
+            "kfops_capture_records",
+            "Captured prediction rows written to the sink.",
+            ["model"],
+            registry=registry,
+        )
+        self.capture_dropped = Counter(
+            "kfops_capture_dropped",
+            "Captured rows dropped because the writer queue was full or the sink failed.",
+            ["model"],
+            registry=registry,
+        )
+
+
+_lock = threading.Lock()
+_metrics: ServingMetrics | None = None
+_multiprocess_installed = False
+
+
+def get_metrics() -> ServingMetrics:
+    """The process-wide metrics (created on first use, so nothing happens at import time)."""
+    global _metrics
+    if _metrics is None:
+        with _lock:
+            if _metrics is None:
+                _metrics = ServingMetrics()
+                if os.environ.get(MULTIPROC_ENV):
+                    _install_multiprocess_collector()
+    return _metrics
+
+
+def _install_multiprocess_collector() -> None:
+    """Make the default registry (rendered by kserve's /metrics) read all workers' files."""
+    global _multiprocess_installed
+    if _multiprocess_installed:
+        return
+    from prometheus_client import multiprocess
+
+    # Every metric object (kserve's and ours) already writes to the mmap files in this mode;
+    # leaving them registered would export this process's share a second time.
+    for collector in list(REGISTRY._collector_to_names):
+        REGISTRY.unregister(collector)
+    multiprocess.MultiProcessCollector(REGISTRY)
+    _multiprocess_installed = True
+
+
+def prepare_multiprocess_dir(path: str) -> None:
+    """Empty ``path`` (stale files would add old counts) and export it for the workers."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(path, name))
+    os.environ[MULTIPROC_ENV] = path
+
+
+def route_of(path: str) -> tuple[str, str] | None:
+    """(model name, protocol) of a prediction route, None for every other path."""
+    if path.startswith("/v1/models/"):
+        rest = path[len("/v1/models/") :]
+        if rest.endswith(":predict"):
+            return rest[: -len(":predict")], "v1"
+        return None
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        rest = path[len("/v2/models/") : -len("/infer")]
+        return rest.split("/", 1)[0], "v2"
+    return None
+
+
+ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts every prediction request by status and times it.
+
+    It sits outside kserve's handlers so it also sees requests kserve rejects before the
+    predictor runs (malformed JSON, V2 schema errors), which it counts as ``malformed_request``.
+    ``predictors`` maps served model names to objects with ``current_version()``.
+    """
+
+    def __init__(self, app: ASGIApp, predictors: Mapping[str, Any]) -> None:
+        self.app = app
+        self.predictors = predictors
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = route_of(scope["path"])
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self._record(scope, route, status, time.perf_counter() - start)
+
+    def _record(
+        self, scope: MutableMapping[str, Any], route: tuple[str, str], status: int, took: float
+    ) -> None:
+        name, protocol = route
+        current = self.predictors.get(name)
+        if current is None:
+            model, version = UNKNOWN_MODEL, ""
+        else:
+            model, version = name, current.current_version()
+        m = get_metrics()
+        m.requests.labels(model, version, protocol, str(status)).inc()
+        m.latency.labels(model, version, protocol).observe(took)
+        state = scope.get("state") or {}
+        if 400 <= status < 500 and not state.get("kfops_counted") and current is not None:
+            m.validation_failures.labels(model, version, "malformed_request").inc()

@@ -1,0 +1,396 @@
+"""The kfops predictor: a ``kserve.Model`` that checks every request against the data contract.
+
+Request path (kept short on purpose, see the design notes' measurements): pick up the current
+``ServedVersion`` (one attribute read), check values into column lists (``validation``), one
+DataFrame, one model call, counters, then a non-blocking hand-off to capture and drift threads.
+Client mistakes raise ``RequestError``, which ``install_app_hooks`` maps to 400/422 with a JSON
+body naming every bad field.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import kserve
+import orjson
+from kserve.model import InferenceVerb
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from kfops.errors import KfopsError
+from kfops.serving.capture import CaptureItem, PayloadCapture
+from kfops.serving.metrics import MetricsMiddleware, get_metrics
+from kfops.serving.model import ModelSource, ServedVersion, load_version
+from kfops.serving.validation import (
+    DEFAULT_MAX_ROWS,
+    PROBA_OUTPUT,
+    FieldError,
+    RequestError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    max_rows: int = DEFAULT_MAX_ROWS
+    capture_uri: str | None = None
+    capture_sample_rate: float = 1.0
+    capture_queue: int = 1000
+    poll_interval: float = 1.0  # seconds between cheap stat() calls on the alias file
+    drift: bool = True
+    drift_window: int = 10_000
+    drift_publish_interval: float = 2.0
+    access_log: bool = False
+
+
+# name -> predictor, for the ASGI middleware (current version label) in this process.
+_PREDICTORS: dict[str, KfopsPredictor] = {}
+
+
+class KfopsPredictor(kserve.Model):
+    def __init__(self, name: str, source: ModelSource, options: ServingOptions | None = None):
+        super().__init__(name)
+        self.source = source
+        self.options = options or ServingOptions()
+        self.served: ServedVersion | None = None
+        self.load_error: str | None = None
+        self.capture = (
+            PayloadCapture(
+                self.options.capture_uri,
+                self.options.capture_sample_rate,
+                max_queue=self.options.capture_queue,
+            )
+            if self.options.capture_uri
+            else None
+        )
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._alias_stat: tuple[int, int, int] | None = None
+        _PREDICTORS[name] = self
+
+    # --- loading and hot swap ------------------------------------------------------------------
+
+    def _load_served(self) -> ServedVersion:
+        o = self.options
+        return load_version(
+            self.source.resolve(),
+            max_rows=o.max_rows,
+            drift=o.drift,
+            drift_window=o.drift_window,
+            drift_publish_interval=o.drift_publish_interval,
+        )
+
+    def load(self) -> bool:
+        """Load and verify the version; on failure stay not-ready and log one clear line."""
+        self._alias_stat = self._stat_alias()
+        try:
+            served = self._load_served()
+        except KfopsError as exc:
+            self.ready = False
+            self.load_error = str(exc)
+            get_metrics().model_load_failures.labels(self.name).inc()
+            log.error("model %r is NOT ready: %s", self.name, exc)
+            return False
+        self._activate(served)
+        self.ready = True
+        self.load_error = None
+        log.info(
+            "serving %s version %s (sha256 %s) from %s",
+            self.name, served.version, served.sha256[:12], served.path,
+        )  # fmt: skip
+        if self.source.follows_alias:
+            self._start_watcher()
+        return True
+
+    def _activate(self, served: ServedVersion) -> None:
+        m = get_metrics()
+        old = self.served
+        m.model_info.labels(self.name, served.version, served.sha256).set(1)
+        # One reference assignment: requests already running keep the object they read.
+        self.served = served
+        if old is not None and old is not served:
+            if (old.version, old.sha256) != (served.version, served.sha256):
+                m.model_info.labels(self.name, old.version, old.sha256).set(0)
+            if old.drift is not None:
+                old.drift.stop()
+
+    def _stat_alias(self) -> tuple[int, int, int] | None:
+        path = self.source.alias_file()
+        if path is None:
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _start_watcher(self) -> None:
+        if self._watcher is not None:
+            return
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="kfops-alias", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.options.poll_interval):
+            self.check_alias()
+
+    def check_alias(self) -> bool:
+        """Swap to the alias's version if it moved; True when a swap happened.
+
+        Loading and verification run here (watcher thread), off the request path; a version
+        that fails them is logged and counted, and the current one keeps serving.
+        """
+        stat = self._stat_alias()
+        if stat is None or stat == self._alias_stat:
+            return False
+        self._alias_stat = stat
+        try:
+            target = self.source.resolve()
+            current = self.served
+            if current is not None and target.resolve() == current.path.resolve():
+                return False
+            served = self._load_served()
+        except KfopsError as exc:
+            get_metrics().model_load_failures.labels(self.name).inc()
+            log.error(
+                "alias %r moved but the new version cannot be served: %s", self.source.ref, exc
+            )
+            return False
+        previous = self.served.version if self.served else None
+        self._activate(served)
+        self.ready = True
+        get_metrics().model_swaps.labels(self.name).inc()
+        log.info("hot-swapped %s from %s to %s", self.name, previous, served.version)
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.capture is not None:
+            self.capture.close()
+        if self.served is not None and self.served.drift is not None:
+            self.served.drift.stop()
+        super().stop()
+
+    def current_version(self) -> str:
+        served = self.served
+        return served.version if served is not None else ""
+
+    # --- pickling into kserve's spawn workers (--workers N) -------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("served", "_watcher", "_stop", "_http_client_instance", "_grpc_client_stub"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Runs in each worker: register, hook the worker's app, load and verify on its own.
+        self.__dict__.update(state)
+        self.served = None
+        self._watcher = None
+        self._stop = threading.Event()
+        self._http_client_instance = None
+        self._grpc_client_stub = None
+        _PREDICTORS[self.name] = self
+        from kfops.serving.server import quiet_logging
+
+        quiet_logging(self.options.access_log)
+        install_app_hooks()
+        self.load()
+
+    # --- inference --------------------------------------------------------------------------------
+
+    async def __call__(
+        self,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        verb: InferenceVerb = InferenceVerb.PREDICT,
+    ) -> tuple[Any, dict[str, str]]:
+        if verb != InferenceVerb.PREDICT:
+            raise NotImplementedError("kfops models do not implement :explain")
+        served = self.served
+        if served is None:
+            from kserve.errors import ModelNotReady
+
+            raise ModelNotReady(self.name, self.load_error or "")
+        v2 = isinstance(body, InferRequest)
+        if not v2 and isinstance(body, bytes | bytearray):
+            body = _json_body(body)  # kserve leaves non-JSON content types undecoded
+        try:
+            batch = served.schema.parse_v2(body) if v2 else served.schema.parse_v1(body)
+        except RequestError as exc:
+            exc.model, exc.version = self.name, served.version  # type: ignore[attr-defined]
+            raise
+        labels, proba = served.predict(batch.columns, batch.probabilities)
+        self._observe(served, batch.columns, labels, proba, headers, batch.request_id)
+        if v2:
+            return self._v2_response(served, body, labels, proba, batch), {}
+        response: dict[str, Any] = {
+            "predictions": labels,
+            "model_name": self.name,
+            "model_version": served.version,
+        }
+        if batch.probabilities and proba is not None and served.classes is not None:
+            classes = [str(c) for c in served.classes]
+            response["probabilities"] = [dict(zip(classes, p, strict=True)) for p in proba]
+        return response, {}
+
+    def _observe(
+        self,
+        served: ServedVersion,
+        columns: list[list[Any]],
+        labels: list[Any],
+        proba: list[list[float]] | None,
+        headers: dict[str, str] | None,
+        request_id: str | None,
+    ) -> None:
+        m = get_metrics()
+        n = len(labels)
+        m.rows.labels(self.name, served.version).inc(n)
+        if served.classes is not None:
+            if n == 1:
+                m.predictions.labels(self.name, served.version, str(labels[0])).inc()
+            else:
+                counts: dict[str, int] = {}
+                for label in labels:
+                    key = str(label)
+                    counts[key] = counts.get(key, 0) + 1
+                for key, count in counts.items():
+                    m.predictions.labels(self.name, served.version, key).inc(count)
+        else:
+            hist = m.prediction_value.labels(self.name, served.version)
+            for value in labels:
+                hist.observe(float(value))
+        if served.drift is not None:
+            served.drift.submit(columns)
+        capture = self.capture
+        if capture is not None and capture.sampled():
+            rid = (headers or {}).get("x-request-id") or request_id or uuid.uuid4().hex
+            capture.submit(
+                CaptureItem(
+                    model=self.name,
+                    version=served.version,
+                    request_id=rid,
+                    ts=time.time(),
+                    names=served.names,
+                    columns=columns,
+                    predictions=labels,
+                    proba=proba,
+                    classes=served.classes,
+                )
+            )
+
+    def _v2_response(
+        self,
+        served: ServedVersion,
+        request: InferRequest,
+        labels: list[Any],
+        proba: list[list[float]] | None,
+        batch: Any,
+    ) -> InferResponse:
+        n = len(labels)
+        wanted = batch.outputs or (
+            ["predict", PROBA_OUTPUT] if batch.probabilities else ["predict"]
+        )
+        outputs = []
+        if "predict" in wanted:
+            if labels and isinstance(labels[0], str):
+                datatype = "BYTES"
+            elif labels and isinstance(labels[0], bool):
+                datatype = "BOOL"
+            elif labels and isinstance(labels[0], int):
+                datatype = "INT64"
+            else:
+                datatype = "FP64"
+            outputs.append(InferOutput("predict", [n], datatype, data=labels))
+        if PROBA_OUTPUT in wanted and proba is not None and served.classes is not None:
+            width = len(served.classes)
+            outputs.append(
+                InferOutput(
+                    PROBA_OUTPUT,
+                    [n, width],
+                    "FP64",
+                    data=[p for row in proba for p in row],
+                    parameters={"classes": ",".join(str(c) for c in served.classes)},
+                )
+            )
+        return InferResponse(
+            response_id=request.id or uuid.uuid4().hex,
+            model_name=self.name,
+            model_version=served.version,
+            infer_outputs=outputs,
+        )
+
+
+def _json_body(raw: bytes | bytearray) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(
+            [FieldError("body", "malformed_request", f"the body is not valid JSON: {exc}")], 400
+        ) from None
+
+
+# --- hooks on kserve's FastAPI app ------------------------------------------------------------
+
+_hooks_installed = False
+
+
+def install_app_hooks() -> None:
+    """Add the metrics middleware and the 4xx handlers to kserve's app (once per process).
+
+    Must run before the server starts: in the parent for a single worker, and in every spawn
+    worker (from ``KfopsPredictor.__setstate__``) for ``--workers N``.
+    """
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    import warnings
+
+    from fastapi import Request
+    from fastapi.exceptions import FastAPIDeprecationWarning, RequestValidationError
+    from fastapi.responses import ORJSONResponse
+    from kserve.model_server import app
+
+    # fastapi/kserve warn per request about deprecated usage; that costs time and log noise.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
+
+    async def request_error_handler(request: Request, exc: Exception) -> ORJSONResponse:
+        assert isinstance(exc, RequestError)
+        model = getattr(exc, "model", None)
+        if model is not None:
+            m = get_metrics()
+            for reason in exc.reasons:
+                m.validation_failures.labels(model, exc.version, reason).inc()  # type: ignore[attr-defined]
+            request.state.kfops_counted = True
+        return ORJSONResponse(status_code=exc.status, content=exc.body())
+
+    async def schema_error_handler(request: Request, exc: Exception) -> ORJSONResponse:
+        # FastAPI's own validation of V2 bodies: same JSON shape as ours.
+        assert isinstance(exc, RequestValidationError)
+        errors = []
+        for e in exc.errors()[:50]:
+            loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "InferenceRequest")]
+            if loc[:1] == ["bytes"]:
+                continue  # the alternative raw-bytes body type; its error says nothing useful
+            errors.append(
+                FieldError(".".join(loc) or "body", "malformed_request", str(e.get("msg", "")))
+            )
+        if not errors:
+            errors.append(FieldError("body", "malformed_request", "not a V2 inference request"))
+        return ORJSONResponse(status_code=422, content=RequestError(errors, 422).body())
+
+    app.add_exception_handler(RequestError, request_error_handler)
+    app.add_exception_handler(RequestValidationError, schema_error_handler)
+    app.add_middleware(
+        MetricsMiddleware,  # type: ignore[arg-type]
+        predictors=_PREDICTORS,
+    )
+    _hooks_installed = True

@@ -1,0 +1,229 @@
+"""Start kserve's ModelServer with the kfops predictor (`kfops serve`, `python -m kfops.serving`).
+
+kserve parses ``sys.argv`` when it is first imported (module-level ``parse_known_args``), so it
+is imported here with a neutral argv: our own flags (``--model v3``) would otherwise be read as
+abbreviations of kserve's (``--model_name``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kfops.errors import ConfigError, KfopsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8080
+
+
+@contextlib.contextmanager
+def _neutral_argv() -> Iterator[None]:
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "kfops"]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def import_kserve() -> Any:
+    with _neutral_argv():
+        import kserve
+
+    return kserve
+
+
+def quiet_logging(access_log: bool = False) -> None:
+    """kserve's log config minus the per-request access and trace lines (a third of the time)."""
+    from kserve.logging import KSERVE_LOG_CONFIG, configure_logging
+
+    config = copy.deepcopy(KSERVE_LOG_CONFIG)
+    if not access_log:
+        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+        config["loggers"]["kserve.trace"]["level"] = "WARNING"
+    config["loggers"]["kfops"] = {"handlers": ["kserve"], "level": "INFO", "propagate": False}
+    configure_logging(config)
+
+
+def check_port(port: int) -> None:
+    """Fail with one clear message when ``port`` is taken (uvicorn would only log and exit 1)."""
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port {port} is not a valid TCP port")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} is already in use ({exc.strerror}); pick another with --port"
+            ) from None
+
+
+def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``kfops serve`` and ``python -m kfops.serving``."""
+    parser.add_argument(
+        "--port",
+        "--http-port",
+        "--http_port",
+        dest="port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="HTTP port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--model-name",
+        "--model_name",
+        dest="model_name",
+        default=None,
+        help="name on the endpoint path (default: the registry model name)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes; metrics stay exact (prometheus multiprocess)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=10_000,
+        help="largest batch accepted per request (default %(default)s)",
+    )
+    parser.add_argument(
+        "--capture",
+        dest="capture_uri",
+        default=None,
+        help="payload capture sink: a directory or an fsspec URI (off if unset)",
+    )
+    parser.add_argument(
+        "--capture-sample-rate",
+        type=float,
+        default=1.0,
+        help="share of requests captured, 0..1 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--capture-queue",
+        type=int,
+        default=1000,
+        help="bounded capture queue length; overflow is dropped and counted",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks of the alias file (hot swap)",
+    )
+    parser.add_argument(
+        "--no-drift", dest="drift", action="store_false", help="do not compute online drift scores"
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--metrics-dir",
+        default=None,
+        help="PROMETHEUS_MULTIPROC_DIR for --workers > 1 (default: a temp dir)",
+    )
+
+
+def serve(args: argparse.Namespace, source: Any, default_name: str) -> int:
+    """Load, verify and serve until interrupted. KfopsError for anything the user can fix."""
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers} must be at least 1")
+    if args.max_rows < 1:
+        raise ConfigError(f"--max-rows {args.max_rows} must be at least 1")
+    check_port(args.port)
+    if args.workers > 1:
+        from kfops.serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+        metrics_dir = (
+            args.metrics_dir
+            or os.environ.get(MULTIPROC_ENV)
+            or tempfile.mkdtemp(prefix="kfops-metrics-")
+        )
+        prepare_multiprocess_dir(metrics_dir)
+    kserve = import_kserve()
+    from kfops.serving.predictor import KfopsPredictor, ServingOptions, install_app_hooks
+
+    quiet_logging(args.access_log)
+    options = ServingOptions(
+        max_rows=args.max_rows,
+        capture_uri=args.capture_uri,
+        capture_sample_rate=args.capture_sample_rate,
+        capture_queue=args.capture_queue,
+        poll_interval=args.poll_interval,
+        drift=args.drift,
+        access_log=args.access_log,
+    )
+    name = args.model_name or default_name
+    predictor = KfopsPredictor(name, source, options)
+    if not predictor.load():
+        raise ServingError(
+            f"model {name!r} from {source.describe()} cannot be served: {predictor.load_error}"
+        )
+    install_app_hooks()
+    server = kserve.ModelServer(
+        http_port=args.port,
+        workers=args.workers,
+        enable_grpc=False,
+        enable_latency_logging=False,
+    )
+    log.info(
+        "kfops serving %r on http://0.0.0.0:%d (V1 /v1/models/%s:predict, V2 "
+        "/v2/models/%s/infer, /metrics)",
+        name,
+        args.port,
+        name,
+        name,
+    )
+    server.start([predictor])
+    return 0
+
+
+class ServingError(KfopsError):
+    """The model cannot be served (unknown alias, missing contract, tampered file, ...)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kfops.serving``: the container entry point (``--model-dir /mnt/models``)."""
+    from kfops.serving.model import ModelSource
+
+    parser = argparse.ArgumentParser(
+        prog="python -m kfops.serving", description="Serve one kfops model version with KServe."
+    )
+    parser.add_argument(
+        "--model-dir",
+        "--model_dir",
+        dest="model_dir",
+        default=None,
+        help="a registry version directory (on a cluster: /mnt/models)",
+    )
+    parser.add_argument("--registry", default=None, help="registry root (instead of --model-dir)")
+    parser.add_argument("--model", default=None, help="model name in the registry")
+    parser.add_argument("--ref", default="champion", help="alias or version (default champion)")
+    add_serving_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.registry:
+            if not args.model:
+                raise ConfigError("--registry needs --model (the model name)")
+            source = ModelSource(registry_root=Path(args.registry), model=args.model, ref=args.ref)
+            default = args.model
+        else:
+            source = ModelSource(model_dir=Path(args.model_dir or "/mnt/models"))
+            default = "model"
+        return serve(args, source, default)
+    except KfopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,530 @@
+"""Request validation against a data contract, without pandas on the request path.
+
+The design notes measure a one-row DataFrame through pandas-based checks as costing more than
+the model itself, so a contract is compiled once (``RequestSchema``) into one small checker per
+feature, and a request is checked value by value into column lists. Every problem found is kept
+(up to ``MAX_ERRORS``) so the 4xx body names each bad field, not only the first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kfops.contract_model import Contract, FeatureSpec
+from kfops.errors import KfopsError
+
+# Bounded reason vocabulary: these are also the values of the `reason` metric label.
+REASONS: tuple[str, ...] = (
+    "malformed_request",  # not JSON / not an object / unknown protocol fields
+    "bad_shape",  # rows of the wrong length, tensors whose shape does not match their data
+    "missing_feature",
+    "unknown_feature",
+    "wrong_type",
+    "out_of_domain",  # a category (or boolean) value the model never saw
+    "null_not_allowed",  # null / NaN where the contract says not nullable
+    "batch_too_large",
+    "bad_parameter",
+)
+MAX_ERRORS = 50
+DEFAULT_MAX_ROWS = 10_000
+# Names V2 callers may use for a single [n, k] tensor; any other single non-feature name works too.
+PROBA_OUTPUT = "probabilities"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    reason: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason, "message": self.message}
+
+
+class RequestError(KfopsError):
+    """A client request the model cannot answer; the server maps it to HTTP ``status``."""
+
+    def __init__(self, errors: Sequence[FieldError], status: int = 422) -> None:
+        self.errors = list(errors)
+        self.status = status
+        first = self.errors[0] if self.errors else FieldError("", "malformed_request", "bad")
+        more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        super().__init__(f"{first.field}: {first.message}{more}")
+
+    @property
+    def reasons(self) -> list[str]:
+        return sorted({e.reason for e in self.errors})
+
+    def body(self) -> dict[str, Any]:
+        return {"error": str(self), "errors": [e.to_dict() for e in self.errors]}
+
+
+def _reject(field_name: str, reason: str, message: str, status: int = 400) -> RequestError:
+    return RequestError([FieldError(field_name, reason, message)], status=status)
+
+
+class _Bad(Exception):
+    """Raised by a feature checker; cheap because it only happens for bad input."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        self.message = message
+
+
+def _category_key(value: Any) -> Any:
+    # Same normalisation as kfops.features.to_category_strings: 1.0 and 1 are one category.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+Checker = Callable[[Any], Any]
+
+
+def _numeric_checker(spec: FeatureSpec) -> Checker:
+    nullable = spec.nullable
+
+    def check(value: Any) -> Any:
+        kind = type(value)
+        if kind is float:
+            if value != value:  # NaN (only reachable through binary tensors)
+                if not nullable:
+                    raise _Bad("null_not_allowed", "NaN is not allowed for this feature")
+                return value
+            if math.isinf(value):
+                raise _Bad("wrong_type", "infinite values are not allowed")
+            return value
+        if kind is int:
+            # Keep ints (captured as sent); beyond float precision pandas would make an object
+            # column, so those become floats.
+            return value if -(2**53) < value < 2**53 else float(value)
+        if value is None:
+            if not nullable:
+                raise _Bad("null_not_allowed", "null is not allowed for this feature")
+            return math.nan
+        raise _Bad("wrong_type", f"expected a number, got {_type_name(value)} {_describe(value)}")
+
+    return check
+
+
+def _categorical_checker(spec: FeatureSpec) -> Checker:
+    nullable = spec.nullable
+    allowed = {_category_key(c) for c in spec.categories} if spec.categories else None
+    shown = ", ".join(repr(c) for c in (spec.categories or ())[:20])
+    boolean = spec.kind == "boolean"
+
+    def check(value: Any) -> Any:
+        if value is None:
+            if not nullable:
+                raise _Bad("null_not_allowed", "null is not allowed for this feature")
+            return None
+        kind = type(value)
+        if boolean:
+            if kind is not bool:
+                raise _Bad(
+                    "wrong_type", f"expected true/false, got {_type_name(value)} {_describe(value)}"
+                )
+        elif kind not in (str, int, float, bool):
+            raise _Bad(
+                "wrong_type",
+                f"expected a category value, got {_type_name(value)} {_describe(value)}",
+            )
+        if kind is float and value != value:
+            if not nullable:
+                raise _Bad("null_not_allowed", "NaN is not allowed for this feature")
+            return None
+        if allowed is not None and _category_key(value) not in allowed:
+            raise _Bad("out_of_domain", f"{_describe(value)} is not one of: {shown}")
+        return value
+
+    return check
+
+
+def _text_checker(spec: FeatureSpec) -> Checker:
+    nullable = spec.nullable
+
+    def check(value: Any) -> Any:
+        if type(value) is str:
+            return value
+        if value is None:
+            if not nullable:
+                raise _Bad("null_not_allowed", "null is not allowed for this feature")
+            return None
+        raise _Bad("wrong_type", f"expected a string, got {_type_name(value)} {_describe(value)}")
+
+    return check
+
+
+def _datetime_checker(spec: FeatureSpec) -> Checker:
+    nullable = spec.nullable
+
+    def check(value: Any) -> Any:
+        if value is None:
+            if not nullable:
+                raise _Bad("null_not_allowed", "null is not allowed for this feature")
+            return None
+        if type(value) is not str:
+            raise _Bad("wrong_type", f"expected an ISO 8601 date string, got {_type_name(value)}")
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise _Bad("wrong_type", f"{_describe(value)} is not an ISO 8601 date") from None
+        return value
+
+    return check
+
+
+_CHECKERS: dict[str, Callable[[FeatureSpec], Checker]] = {
+    "numeric": _numeric_checker,
+    "categorical": _categorical_checker,
+    "boolean": _categorical_checker,
+    "text": _text_checker,
+    "datetime": _datetime_checker,
+}
+
+
+@dataclass
+class Batch:
+    """A validated request: one list per feature (contract order) and request options."""
+
+    columns: list[list[Any]]
+    rows: int
+    probabilities: bool = False
+    request_id: str | None = None
+    # V2 only: which outputs the caller asked for (None = the defaults).
+    outputs: list[str] | None = None
+
+
+@dataclass
+class _Collector:
+    errors: list[FieldError] = field(default_factory=list)
+
+    def add(self, field_name: str, reason: str, message: str) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(FieldError(field_name, reason, message))
+
+    @property
+    def full(self) -> bool:
+        return len(self.errors) >= MAX_ERRORS
+
+
+class RequestSchema:
+    """A contract compiled for request checking (built once per loaded model version)."""
+
+    def __init__(self, contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        self.contract = contract
+        self.names: list[str] = contract.feature_names
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.name_set = frozenset(self.names)
+        self.checkers: list[Checker] = [_CHECKERS[f.kind](f) for f in contract.features]
+        self.width = len(self.names)
+        self.max_rows = max_rows
+        self.classifier = contract.task == "classification"
+
+    # --- shared -------------------------------------------------------------------------------
+
+    def _check_rows_count(self, n: int, where: str) -> None:
+        if n == 0:
+            raise _reject(where, "bad_shape", "no rows: send at least one instance")
+        if n > self.max_rows:
+            raise _reject(
+                where,
+                "batch_too_large",
+                f"{n} rows is more than the limit of {self.max_rows} per request",
+                status=422,
+            )
+
+    def _probabilities_flag(self, params: Any, where: str) -> bool:
+        if params is None:
+            return False
+        if not isinstance(params, Mapping):
+            raise _reject(where, "bad_parameter", "parameters must be a JSON object")
+        flag = params.get("probabilities", False)
+        if not isinstance(flag, bool):
+            raise _reject(
+                f"{where}.probabilities", "bad_parameter", "probabilities must be true or false"
+            )
+        if flag and not self.classifier:
+            raise _reject(
+                f"{where}.probabilities",
+                "bad_parameter",
+                "probabilities are only available for classification models",
+                status=422,
+            )
+        return flag
+
+    def _finish(self, errors: _Collector) -> None:
+        if errors.errors:
+            raise RequestError(errors.errors, status=422)
+
+    # --- V1: {"instances": [...], "parameters": {...}} ---------------------------------------
+
+    def parse_v1(self, body: Any) -> Batch:
+        if not isinstance(body, Mapping):
+            raise _reject(
+                "body",
+                "malformed_request",
+                'the request body must be a JSON object like {"instances": [...]}',
+            )
+        extra = [k for k in body if k not in ("instances", "parameters")]
+        if extra:
+            hint = " (V2 requests go to /v2/models/<name>/infer)" if "inputs" in extra else ""
+            raise _reject(
+                str(extra[0]),
+                "malformed_request",
+                f"unknown top-level field(s) {sorted(map(str, extra))}; expected 'instances' "
+                f"and optional 'parameters'{hint}",
+            )
+        instances = body.get("instances")
+        if not isinstance(instances, list):
+            raise _reject(
+                "instances", "malformed_request", "'instances' must be a list of rows or objects"
+            )
+        probabilities = self._probabilities_flag(body.get("parameters"), "parameters")
+        n = len(instances)
+        self._check_rows_count(n, "instances")
+        width = self.width
+        checkers = self.checkers
+        names = self.names
+        columns: list[list[Any]] = [[None] * n for _ in range(width)]
+        errors = _Collector()
+        for r, row in enumerate(instances):
+            kind = type(row)
+            if kind is list:
+                if len(row) != width:
+                    errors.add(
+                        f"instances[{r}]",
+                        "bad_shape",
+                        f"row has {len(row)} values, the model expects {width} in this order: "
+                        f"{names}",
+                    )
+                    continue
+                for j in range(width):
+                    try:
+                        columns[j][r] = checkers[j](row[j])
+                    except _Bad as bad:
+                        errors.add(f"instances[{r}].{names[j]}", bad.reason, bad.message)
+            elif kind is dict:
+                if row.keys() != self.name_set:
+                    self._key_errors(row, f"instances[{r}]", errors)
+                for j in range(width):
+                    name = names[j]
+                    if name not in row:
+                        continue
+                    try:
+                        columns[j][r] = checkers[j](row[name])
+                    except _Bad as bad:
+                        errors.add(f"instances[{r}].{name}", bad.reason, bad.message)
+            else:
+                errors.add(
+                    f"instances[{r}]",
+                    "bad_shape",
+                    f"each instance must be a list of {width} values or an object keyed by "
+                    f"feature name, got {_type_name(row)}",
+                )
+            if errors.full:
+                break
+        self._finish(errors)
+        return Batch(columns=columns, rows=n, probabilities=probabilities)
+
+    def _key_errors(self, row: Mapping[str, Any], where: str, errors: _Collector) -> None:
+        for name in self.names:
+            if name not in row:
+                errors.add(f"{where}.{name}", "missing_feature", "required feature is missing")
+        for key in row:
+            if key not in self.index:
+                errors.add(
+                    f"{where}.{key}",
+                    "unknown_feature",
+                    f"not a feature of this model; features are {self.names}",
+                )
+
+    # --- V2 / Open Inference Protocol --------------------------------------------------------
+
+    def parse_v2(self, request: Any) -> Batch:
+        """Check a kserve ``InferRequest``: one [n, k] tensor, or one input per feature."""
+        inputs = list(getattr(request, "inputs", None) or [])
+        params = _plain_parameters(getattr(request, "parameters", None))
+        probabilities = self._probabilities_flag(params, "parameters")
+        outputs = [o.name for o in (getattr(request, "request_outputs", None) or [])]
+        if outputs:
+            unknown = [o for o in outputs if o not in ("predict", PROBA_OUTPUT)]
+            if unknown:
+                raise _reject(
+                    "outputs",
+                    "bad_parameter",
+                    f"unknown output(s) {unknown}; available: ['predict', '{PROBA_OUTPUT}']",
+                )
+            if PROBA_OUTPUT in outputs:
+                if not self.classifier:
+                    raise _reject(
+                        "outputs",
+                        "bad_parameter",
+                        "probabilities are only available for classification models",
+                        status=422,
+                    )
+                probabilities = True
+        if not inputs:
+            raise _reject(
+                "inputs", "bad_shape", "no inputs: send one [n, k] tensor or one input per feature"
+            )
+        if len(inputs) == 1 and (inputs[0].name not in self.index or self.width == 1):
+            batch = self._v2_tensor(inputs[0])
+        else:
+            batch = self._v2_named(inputs)
+        batch.probabilities = probabilities
+        batch.request_id = getattr(request, "id", None)
+        batch.outputs = outputs or None
+        return batch
+
+    def _v2_tensor(self, tensor: Any) -> Batch:
+        where = f"inputs[{tensor.name!r}]"
+        shape = _shape(tensor, where)
+        data = _flat_data(tensor, where)
+        width = self.width
+        if len(shape) == 1 and shape[0] == width:
+            shape = [1, width]
+        if len(shape) != 2 or shape[1] != width:
+            raise _reject(
+                f"{where}.shape",
+                "bad_shape",
+                f"shape {shape} does not fit: a single tensor must be [n, {width}] with the "
+                f"features in this order: {self.names}",
+            )
+        n = shape[0]
+        self._check_rows_count(n, f"{where}.shape")
+        if len(data) != n * width:
+            raise _reject(
+                f"{where}.data",
+                "bad_shape",
+                f"shape {shape} needs {n * width} values, data has {len(data)}",
+            )
+        checkers = self.checkers
+        names = self.names
+        columns: list[list[Any]] = [[None] * n for _ in range(width)]
+        errors = _Collector()
+        for r in range(n):
+            base = r * width
+            for j in range(width):
+                try:
+                    columns[j][r] = checkers[j](data[base + j])
+                except _Bad as bad:
+                    errors.add(f"{where}[{r}].{names[j]}", bad.reason, bad.message)
+            if errors.full:
+                break
+        self._finish(errors)
+        return Batch(columns=columns, rows=n)
+
+    def _v2_named(self, inputs: list[Any]) -> Batch:
+        errors = _Collector()
+        by_name: dict[str, Any] = {}
+        for tensor in inputs:
+            if tensor.name in by_name:
+                errors.add(f"inputs[{tensor.name!r}]", "bad_shape", "input given twice")
+            elif tensor.name not in self.index:
+                errors.add(
+                    f"inputs[{tensor.name!r}]",
+                    "unknown_feature",
+                    f"not a feature of this model; features are {self.names}",
+                )
+            else:
+                by_name[tensor.name] = tensor
+        for name in self.names:
+            if name not in by_name:
+                errors.add(f"inputs[{name!r}]", "missing_feature", "required feature is missing")
+        self._finish(errors)
+        n: int | None = None
+        columns: list[list[Any]] = []
+        for j, name in enumerate(self.names):
+            tensor = by_name[name]
+            where = f"inputs[{name!r}]"
+            shape = _shape(tensor, where)
+            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+                raise _reject(f"{where}.shape", "bad_shape", f"shape {shape} must be [n] or [n, 1]")
+            if n is None:
+                n = shape[0]
+                self._check_rows_count(n, f"{where}.shape")
+            elif shape[0] != n:
+                raise _reject(
+                    f"{where}.shape",
+                    "bad_shape",
+                    f"has {shape[0]} rows, other inputs have {n}; all inputs need the same n",
+                )
+            data = _flat_data(tensor, where)
+            if len(data) != n:
+                raise _reject(
+                    f"{where}.data", "bad_shape", f"shape {shape} needs {n} values, got {len(data)}"
+                )
+            check = self.checkers[j]
+            column = [None] * n
+            for r in range(n):
+                try:
+                    column[r] = check(data[r])
+                except _Bad as bad:
+                    errors.add(f"{where}[{r}]", bad.reason, bad.message)
+                    if errors.full:
+                        break
+            columns.append(column)
+        self._finish(errors)
+        assert n is not None
+        return Batch(columns=columns, rows=n)
+
+
+def _plain_parameters(params: Any) -> Any:
+    if params is None or isinstance(params, Mapping):
+        return params
+    dump = getattr(params, "model_dump", None)  # pydantic Parameters of kserve's datamodel
+    return dump() if callable(dump) else params
+
+
+def _shape(tensor: Any, where: str) -> list[int]:
+    shape = tensor.shape
+    if (
+        not isinstance(shape, list | tuple)
+        or not shape
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise _reject(f"{where}.shape", "bad_shape", f"shape {shape!r} is not a list of sizes")
+    return list(shape)
+
+
+def _flat_data(tensor: Any, where: str) -> list[Any]:
+    data = tensor.data
+    if data is None:  # binary tensor extension: kserve keeps the bytes in _raw_data
+        try:
+            data = tensor.as_numpy().tolist()
+        except Exception as exc:  # undecodable client bytes are a client error
+            raise _reject(
+                f"{where}.data", "malformed_request", f"cannot decode tensor: {exc}"
+            ) from None
+    if hasattr(data, "tolist"):
+        data = data.tolist()
+    if not isinstance(data, list):
+        raise _reject(f"{where}.data", "malformed_request", "data must be a list")
+    if data and isinstance(data[0], list):
+        flat: list[Any] = []
+        for item in data:
+            if isinstance(item, list):
+                if item and isinstance(item[0], list):
+                    raise _reject(f"{where}.data", "bad_shape", "data nests deeper than [n, k]")
+                flat.extend(item)
+            else:
+                raise _reject(f"{where}.data", "bad_shape", "data mixes lists and values")
+        return flat
+    for item in data:
+        if isinstance(item, list):
+            raise _reject(f"{where}.data", "bad_shape", "data mixes lists and values")
+    return data
