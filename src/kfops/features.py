@@ -8,10 +8,12 @@ pipeline pickles by reference and loads anywhere ``kfops`` is installed.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api import types as ptypes
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
@@ -29,28 +31,85 @@ DATETIME_PARTS: tuple[str, ...] = ("year", "month", "day", "dayofweek", "epoch")
 
 
 # --- module-level transformers (picklable by reference) ------------------------------------
+# They accept both raw frames (CSV strings, Python bools) and frames already put into contract
+# dtypes by ``kfops.contract.coerce_frame``, so training and serving agree whichever they see.
+
+_BOOL_WORDS: dict[str, float] = {
+    "true": 1.0,
+    "false": 0.0,
+    "t": 1.0,
+    "f": 0.0,
+    "yes": 1.0,
+    "no": 0.0,
+    "y": 1.0,
+    "n": 0.0,
+    "1": 1.0,
+    "0": 0.0,
+    "1.0": 1.0,
+    "0.0": 0.0,
+}
+
+
+def _frame(X: Any) -> pd.DataFrame:
+    return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
 
 
 def to_float_frame(X: Any) -> np.ndarray:
     """Numeric columns as float64; anything unparsable becomes NaN (then imputed)."""
-    frame = pd.DataFrame(X)
-    return frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    frame = _frame(X)
+    if all(ptypes.is_numeric_dtype(dtype) for dtype in frame.dtypes):
+        return frame.to_numpy(dtype=np.float64, na_value=np.nan)  # fast path (serving)
+    columns = [
+        col.to_numpy(dtype=np.float64, na_value=np.nan)
+        if ptypes.is_numeric_dtype(col.dtype)
+        else pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        for _, col in frame.items()
+    ]
+    return np.column_stack(columns)
+
+
+def to_bool_float(X: Any) -> np.ndarray:
+    """Boolean columns as 1.0/0.0 with NaN for missing or unreadable values.
+
+    Same reading as ``coerce_frame``: True/"yes"/"t"/1 are 1.0, so a raw frame and a coerced
+    one give the same features.
+    """
+    frame = _frame(X)
+    columns = []
+    for _, col in frame.items():
+        if ptypes.is_bool_dtype(col.dtype) or ptypes.is_numeric_dtype(col.dtype):
+            values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            values = np.where(np.isin(values, (0.0, 1.0)), values, np.nan)
+        else:
+            words = col.map(
+                lambda v: v if v is None or isinstance(v, float) else str(v).strip().lower()
+            )
+            values = words.map(_BOOL_WORDS).to_numpy(dtype=np.float64, na_value=np.nan)
+        columns.append(values)
+    return np.column_stack(columns)
 
 
 def to_category_strings(X: Any) -> np.ndarray:
-    """Categorical/boolean columns as strings with NaN for missing values.
+    """Categorical columns as strings with NaN for missing values.
 
-    OneHotEncoder needs one value type per column; served JSON may send ``true`` where training
-    saw ``True`` or ``1`` where it saw ``1.0``, so everything is compared as its string form.
+    OneHotEncoder needs one value type per column; served JSON may send ``1`` where training
+    saw ``1.0``, so every value is compared by its string form.
     """
-    frame = pd.DataFrame(X).astype(object)
-    return frame.map(_category_string).to_numpy(dtype=object)
+    frame = _frame(X)
+    columns = []
+    for _, col in frame.items():
+        if ptypes.infer_dtype(col, skipna=True) in ("string", "empty"):
+            # fast path: already strings; only unify the null marker
+            columns.append(col.astype(object).where(col.notna(), np.nan).to_numpy(dtype=object))
+        else:
+            columns.append(col.astype(object).map(_category_string).to_numpy(dtype=object))
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0), dtype=object)
 
 
 def _category_string(value: Any) -> Any:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return np.nan
-    # 1.0 and 1 are the same category; True stays "True".
+    # 1.0 and 1 are the same category.
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return str(value)
@@ -58,17 +117,36 @@ def _category_string(value: Any) -> Any:
 
 def to_text(X: Any) -> np.ndarray:
     """One text column as a 1-D array of strings, missing values as ""."""
-    frame = pd.DataFrame(X)
-    column = frame.iloc[:, 0]
+    column = _frame(X).iloc[:, 0]
     return column.where(column.notna(), "").astype(str).to_numpy(dtype=object)
+
+
+def _to_utc_datetimes(col: pd.Series) -> pd.Series:
+    """Parse to tz-aware UTC (naive values are taken as UTC); unreadable values become NaT."""
+    if ptypes.is_datetime64_any_dtype(col.dtype):
+        values = col
+    else:
+        text = col.where(col.isna(), col.astype(str))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "could not infer format" is expected
+            values = pd.to_datetime(text, errors="coerce", utc=True)
+            retry = values.isna() & text.notna()
+            if retry.any():  # mixed date styles: slower per-value parsing for the rest
+                values = values.copy()
+                values[retry] = pd.to_datetime(
+                    text[retry], errors="coerce", utc=True, format="mixed"
+                )
+    if getattr(values.dt, "tz", None) is None:
+        return values.dt.tz_localize("UTC")
+    return values.dt.tz_convert("UTC")
 
 
 def datetime_parts(X: Any) -> np.ndarray:
     """Each datetime column as year, month, day, dayofweek and epoch seconds (NaN if missing)."""
-    frame = pd.DataFrame(X)
+    frame = _frame(X)
     parts: list[np.ndarray] = []
-    for name in frame.columns:
-        values = pd.to_datetime(frame[name], errors="coerce", utc=True)
+    for _, col in frame.items():
+        values = _to_utc_datetimes(col)
         epoch = (values - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
         for series in (
             values.dt.year,
@@ -77,7 +155,7 @@ def datetime_parts(X: Any) -> np.ndarray:
             values.dt.dayofweek,
             epoch,
         ):
-            parts.append(pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64))
+            parts.append(series.to_numpy(dtype=np.float64, na_value=np.nan))
     if not parts:
         return np.empty((len(frame), 0))
     return np.column_stack(parts)
@@ -210,7 +288,27 @@ def build_preprocessor(contract: Contract) -> ColumnTransformer:
                 numeric,
             )
         )
-    categorical = contract.features_of("categorical", "boolean")
+    booleans = contract.features_of("boolean")
+    if booleans:
+        transformers.append(
+            (
+                "boolean",
+                Pipeline(
+                    [
+                        (
+                            "to_float",
+                            FunctionTransformer(to_bool_float, feature_names_out="one-to-one"),
+                        ),
+                        (
+                            "impute",
+                            SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                        ),
+                    ]
+                ),
+                booleans,
+            )
+        )
+    categorical = contract.features_of("categorical")
     if categorical:
         transformers.append(
             (

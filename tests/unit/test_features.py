@@ -7,31 +7,19 @@ import pandas as pd
 import pytest
 from palmerpenguins import load_penguins
 
+from kfops.contract import coerce_frame, infer_contract
 from kfops.contract_model import Contract
+from kfops.datasets import MESSY_TARGET, make_messy
 from kfops.errors import ConfigError, DataError
 from kfops.features import build_preprocessor, feature_frame, split
 
-PENGUIN_NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
-
 
 def penguin_contract() -> Contract:
-    return Contract.from_dict(
-        {
-            "schema_version": 1,
-            "task": "classification",
-            "target": {
-                "name": "species",
-                "kind": "categorical",
-                "dtype": "object",
-                "classes": ["Adelie", "Chinstrap", "Gentoo"],
-            },
-            "features": [
-                *({"name": n, "kind": "numeric", "dtype": "float64"} for n in PENGUIN_NUMERIC),
-                {"name": "island", "kind": "categorical", "dtype": "object"},
-                {"name": "sex", "kind": "categorical", "dtype": "object"},
-            ],
-        }
-    )
+    return infer_contract(load_penguins(), "species", "classification")
+
+
+def messy_contract(df: pd.DataFrame) -> Contract:
+    return infer_contract(df, MESSY_TARGET, "classification")
 
 
 def mixed_frame(n: int = 120) -> pd.DataFrame:
@@ -151,3 +139,38 @@ def test_preprocessor_needs_features() -> None:
     )
     with pytest.raises(DataError, match="no features"):
         build_preprocessor(contract)
+
+
+def test_raw_and_coerced_frames_give_the_same_features() -> None:
+    """Training may see contract-coerced data and serving raw JSON values (or the reverse)."""
+    raw = make_messy(200, seed=3)
+    contract = messy_contract(raw)
+    assert {f.kind for f in contract.features} == {
+        "numeric",
+        "categorical",
+        "boolean",
+        "datetime",
+        "text",
+    }
+    coerced = coerce_frame(raw, contract)
+    pre = build_preprocessor(contract).fit(raw)
+    np.testing.assert_allclose(pre.transform(raw), pre.transform(coerced))
+    pre2 = build_preprocessor(contract).fit(coerced)
+    np.testing.assert_allclose(pre2.transform(raw), pre.transform(raw))
+
+
+def test_boolean_words_and_numbers_read_alike() -> None:
+    raw = make_messy(60, seed=1)
+    contract = messy_contract(raw)
+    pre = build_preprocessor(contract).fit(raw)
+    as_words = raw.assign(is_active=raw["is_active"].map({True: "yes", False: "no"}))
+    as_ints = raw.assign(is_active=raw["is_active"].astype(int))
+    expected = pre.transform(raw)
+    np.testing.assert_allclose(pre.transform(as_words), expected)
+    np.testing.assert_allclose(pre.transform(as_ints), expected)
+
+
+def test_split_of_messy_data_skips_null_targets() -> None:
+    raw = make_messy(300)
+    train, test = split(raw, messy_contract(raw))
+    assert len(train) + len(test) == int(raw[MESSY_TARGET].notna().sum())

@@ -13,7 +13,9 @@ import pytest
 from palmerpenguins import load_penguins
 from sklearn.pipeline import Pipeline
 
+from kfops.contract import infer_contract
 from kfops.contract_model import Contract
+from kfops.datasets import MESSY_TARGET, make_messy
 from kfops.errors import ConfigError, DataError
 from kfops.features import feature_frame, split
 from kfops.training import (
@@ -25,25 +27,14 @@ from kfops.training import (
     train,
 )
 
-from .test_features import mixed_contract, mixed_frame, penguin_contract
+from .test_features import messy_contract, mixed_contract, mixed_frame, penguin_contract
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def regression_contract() -> Contract:
-    return Contract.from_dict(
-        {
-            "schema_version": 1,
-            "task": "regression",
-            "target": {"name": "body_mass_g", "kind": "numeric", "dtype": "float64"},
-            "features": [
-                {"name": "bill_length_mm", "kind": "numeric", "dtype": "float64"},
-                {"name": "flipper_length_mm", "kind": "numeric", "dtype": "float64"},
-                {"name": "species", "kind": "categorical", "dtype": "object"},
-                {"name": "sex", "kind": "categorical", "dtype": "object"},
-            ],
-        }
-    )
+    # Predict body mass from the other measurements, species and sex.
+    return infer_contract(load_penguins(), "body_mass_g", "regression", drop=["year"])
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +73,20 @@ def test_mixed_kinds_train_with_all_estimators() -> None:
     for name in ESTIMATORS["classification"]:
         model = train(df, contract, name, {"max_iter": 10} if name == "gradient_boosting" else {})
         assert len(model.predict(df.head(5))) == 5
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS["classification"]))
+def test_every_classifier_trains_on_messy_data(name: str) -> None:
+    raw = make_messy(300)
+    contract = messy_contract(raw)
+    train_df, test_df = split(raw, contract)
+    params = {"max_iter": 30} if name == "gradient_boosting" else None
+    model = train(train_df, contract, name, params)
+    assert set(model.classes_) == {"no", "yes"}
+    test_df = test_df[test_df[MESSY_TARGET].notna()]
+    # Raw rows with nulls, date strings and free text go straight in.
+    accuracy = (model.predict(test_df) == test_df[MESSY_TARGET]).mean()
+    assert accuracy > 0.6
 
 
 def test_seed_reaches_the_estimator_unless_params_set_it() -> None:
