@@ -1,15 +1,109 @@
-"""`kfops` sub-commands: trigger (placeholder until its issue lands)."""
+"""`kfops trigger`: the retraining trigger service (Alertmanager webhook -> training run)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
+
+from kfops.config import Settings
+from kfops.errors import ConfigError
+from kfops.trigger import DEFAULT_COOLDOWN
 
 
 def register(sub: Any) -> None:
     """Add this module's sub-commands to the `kfops` parser."""
-    del sub
+    p = sub.add_parser(
+        "trigger",
+        help="serve Alertmanager webhooks and start training runs",
+        description=(
+            "Receive Alertmanager webhooks on POST /alerts and start a training run per alerting "
+            "model (label `model`): on Kubeflow when a KFP host is set (--kfp-host / "
+            "KFOPS_KFP_HOST), else locally. De-duplicates alerts, keeps a cooldown and at most "
+            "one run in flight per model; GET /metrics, /status, /healthz."
+        ),
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free)")
+    p.add_argument("--registry", help="registry root (KFOPS_REGISTRY_ROOT)")
+    p.add_argument(
+        "--cooldown",
+        type=float,
+        help="seconds between two runs of the same model (KFOPS_TRIGGER_COOLDOWN, default 3600)",
+    )
+    p.add_argument("--data-uri", help="train on this data (required with Kubeflow)")
+    p.add_argument("--capture-dir", help="payload capture root (KFOPS_CAPTURE_DIR)")
+    p.add_argument(
+        "--labels-dir",
+        default=os.environ.get("KFOPS_LABELS_DIR"),
+        help="late labels; with --capture-dir, local runs train on labelled captured traffic",
+    )
+    p.add_argument(
+        "--window-hours", type=float, default=24.0, help="captured traffic to train on (24)"
+    )
+    p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
+    p.add_argument("--kfp-host", help="Kubeflow Pipelines host (KFOPS_KFP_HOST)")
+    p.add_argument("--kfp-namespace", help="Kubeflow namespace (KFOPS_KFP_NAMESPACE)")
+    p.add_argument("--token-file", help="KFP service-account token file (KFOPS_KFP_TOKEN_FILE)")
+    p.add_argument("--image", help="project image for Kubeflow runs (KFOPS_IMAGE)")
+    p.add_argument("--target", help="target column for Kubeflow runs (default: the champion's)")
+    p.add_argument("--task", choices=("classification", "regression"))
+    p.set_defaults(func=run)
 
 
-def _unused(args: argparse.Namespace) -> int:  # pragma: no cover
+def build_trigger(args: argparse.Namespace) -> Any:
+    from kfops.trigger import KubeflowLauncher, LocalLauncher, RetrainTrigger
+
+    settings = Settings.from_env(
+        registry_root=args.registry,
+        kfp_host=args.kfp_host,
+        kfp_namespace=args.kfp_namespace,
+        capture_dir=args.capture_dir,
+        image=args.image,
+    )
+    launcher: Any
+    if settings.kfp_host:
+        from kfops.submit import KfpTarget
+
+        if not args.data_uri:
+            raise ConfigError("--data-uri is required when runs go to Kubeflow (--kfp-host)")
+        target = KfpTarget.resolve(
+            settings.kfp_host, settings.kfp_namespace, token_file=args.token_file
+        )
+        launcher = KubeflowLauncher(
+            target,
+            args.data_uri,
+            settings.registry_root,
+            training_target=args.target,
+            task=args.task,
+            image=settings.image,
+        )
+    else:
+        launcher = LocalLauncher(
+            settings.registry_root,
+            data_uri=args.data_uri,
+            capture_dir=settings.capture_dir,
+            labels_dir=args.labels_dir,
+            window_hours=args.window_hours,
+            runner=args.runner,
+        )
+    return RetrainTrigger(launcher, cooldown=_cooldown(args.cooldown))
+
+
+def _cooldown(flag: float | None) -> float:
+    if flag is not None:
+        return flag
+    raw = os.environ.get("KFOPS_TRIGGER_COOLDOWN", "").strip()
+    if not raw:
+        return DEFAULT_COOLDOWN
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"KFOPS_TRIGGER_COOLDOWN: expected seconds, got {raw!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from kfops.trigger import serve
+
+    serve(build_trigger(args), args.host, args.port)
     return 0
