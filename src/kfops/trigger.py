@@ -584,9 +584,12 @@ def make_server(trigger: RetrainTrigger, host: str, port: int) -> ThreadingHTTPS
             status, data = trigger.handle(self.rfile.read(length))
             self._json(status, data)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        # The default listen backlog of 5 resets connections in an alert storm.
+        request_queue_size = 256
+
+    return Server((host, port), Handler)
 
 
 def serve(trigger: RetrainTrigger, host: str = "0.0.0.0", port: int = 8080) -> None:
