@@ -234,7 +234,14 @@ def _feature_spec(name: str, col: pd.Series) -> tuple[FeatureSpec | None, str | 
     elif isinstance(dtype, pd.CategoricalDtype):
         kind = "categorical"
     else:
-        kind, reason = _object_kind(name, col, nonnull)
+        try:
+            kind, reason = _object_kind(name, col, nonnull)
+        except TypeError as exc:  # unhashable cells: lists/dicts from nested JSON
+            raise _ColumnProblem(
+                f"column {name!r} holds values that are not scalars (lists or dicts), e.g. "
+                f"{[str(v) for v in nonnull.head(2)]}; flatten it or drop it with "
+                f"--drop-columns {name}"
+            ) from exc
         if kind is None:
             return None, reason
 

@@ -501,3 +501,25 @@ def test_million_rows_infer_and_validate_are_fast() -> None:
     assert shifted and shifted[0].rule == "out_of_range" and shifted[0].count > 1000
     assert inferred - start < 10, f"infer took {inferred - start:.1f}s"
     assert done - validated_start < 15, f"validate took {done - validated_start:.1f}s"
+
+
+def test_nested_values_column() -> None:
+    df = _small().assign(tags=[["a", "b"]] * 40)
+    with pytest.raises(DataError, match=r"column 'tags' holds values that are not scalars"):
+        infer_contract(df, "label", "classification")
+    assert "tags" not in infer_contract(df, "label", "classification", drop=["tags"]).feature_names
+
+
+def test_coerce_is_idempotent(messy: pd.DataFrame, messy_contract: Contract) -> None:
+    once = coerce_frame(messy, messy_contract)
+    pd.testing.assert_frame_equal(coerce_frame(once, messy_contract), once)
+    # A coerced frame validates exactly like the raw one.
+    assert validate(once, messy_contract, allow_null_target=True).ok
+
+
+def test_describe_regression() -> None:
+    df = make_synthetic(300, 2, 1, task="regression", seed=4)
+    md = describe(df, infer_contract(df, "target", "regression"))
+    row = next(line for line in md.splitlines() if line.startswith("| target |"))
+    assert row.startswith("| target | target (numeric) | 0 | -")
+    assert "| cat_00 | categorical | 0 |" in md

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import importlib.util
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kfops.data import (
     FINGERPRINT_FILE,
@@ -249,3 +252,53 @@ def test_extract_of_bad_input_writes_nothing(tmp_path: Path) -> None:
 def test_load_snapshot_missing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no data snapshot at .*x\.parquet"):
         load_snapshot(tmp_path / "x.parquet")
+
+
+def test_nested_values_still_fingerprint_and_snapshot(tmp_path: Path) -> None:
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "tags": [["a"], ["b", "c"], []]})
+    df.to_parquet(tmp_path / "nested.parquet", index=False)
+    back = read_table(tmp_path / "nested.parquet")  # list cells come back as numpy arrays
+    assert fingerprint(back).sha256 == fingerprint(df).sha256
+    changed = df.assign(tags=[["a"], ["b"], []])
+    assert fingerprint(changed).sha256 != fingerprint(df).sha256
+
+
+_SAFE_TEXT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ,\"'", min_size=1, max_size=12).map(
+    lambda s: "s" + s  # never empty, never a number or an NA token once read back from CSV
+)
+
+
+@st.composite
+def _frames(draw: st.DrawFn) -> pd.DataFrame:
+    rows = draw(st.integers(min_value=1, max_value=30))
+    ints = draw(st.lists(st.integers(-(2**40), 2**40), min_size=rows, max_size=rows))
+    floats = draw(
+        st.lists(
+            st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64)),
+            min_size=rows,
+            max_size=rows,
+        )
+    )
+    texts = draw(st.lists(st.one_of(st.none(), _SAFE_TEXT), min_size=rows, max_size=rows))
+    frame = pd.DataFrame(
+        {
+            "i": np.array(ints, dtype=np.int64),
+            "f": np.array([np.nan if v is None else v for v in floats], dtype=np.float64),
+            "t": pd.Series([np.nan if v is None else v for v in texts], dtype=object),
+        }
+    )
+    # A column with no value at all reads back from CSV as float64: keep one string present.
+    if frame["t"].isna().all():
+        frame.loc[0, "t"] = "sx"
+    return frame
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=_frames())
+def test_fingerprint_is_the_same_from_csv_and_parquet(frame: pd.DataFrame) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, parquet = Path(tmp) / "t.csv", Path(tmp) / "t.parquet"
+        frame.to_csv(csv, index=False)
+        frame.to_parquet(parquet, index=False)
+        a, b = read_table(csv), read_table(parquet)
+        assert fingerprint(a) == fingerprint(b) == fingerprint(frame)
