@@ -408,3 +408,22 @@ def test_all_null_numeric_reference(contract: Contract) -> None:
     row = detect_drift(ref, profile_window(make_frame(500, 1), ref)).feature("num_00")
     assert row.psi is not None and row.psi > 1  # the null rate went from 100 % to 0 %
     assert row.window_null_rate == 0.0 and row.reference_null_rate == 1.0
+
+
+def test_profile_columns_by_kind_for_predictions() -> None:
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"prediction": rng.choice(["yes", "no"], 5000, p=[0.2, 0.8])})
+    ref = build_reference_profile(train, {"prediction": "categorical"})
+    live = pd.DataFrame({"prediction": rng.choice(["yes", "no"], 5000, p=[0.5, 0.5])})
+    assert detect_drift(ref, profile_window(live, ref)).drifted == ["prediction"]
+    with pytest.raises(ConfigError, match="unknown column kinds"):
+        build_reference_profile(train, {"prediction": "label"})
+
+
+def test_nullable_extension_dtypes(reference: ReferenceProfile) -> None:
+    fb = reference.features["num_03"]
+    ints = pd.Series([1, None, 7, 100], dtype="Int64")
+    assert fb.count(ints).tolist() == fb.count([1.0, np.nan, 7.0, 100.0]).tolist()
+    cats = reference.features["cat_00"]
+    strings = pd.Series(["a", None, "q"], dtype="string")
+    assert cats.count(strings).tolist() == [1, 0, 0, 0, 0, 1, 1]

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kfops.contract_model import Contract
+from kfops.contract_model import FEATURE_KINDS, Contract
 from kfops.errors import ConfigError, DataError
 from kfops.io import read_json, write_json_atomic
 
@@ -68,6 +68,9 @@ def as_float_array(values: Any) -> np.ndarray:
 
     Same rule as ``float(value)`` in ``FeatureBins.slot``: "1.5" -> 1.5, True -> 1.0.
     """
+    if isinstance(values, pd.Series) and pd.api.types.is_numeric_dtype(values.dtype):
+        # Also nullable Int64/Float64/boolean columns, whose pd.NA numpy cannot cast.
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
     arr = _to_numpy(values)
     if arr.dtype.kind in "fiub":
         return arr.astype(np.float64, copy=False)
@@ -146,13 +149,15 @@ class FeatureBins:
             counts[: len(self.edges) + 1] = np.bincount(idx, minlength=len(self.edges) + 1)
             counts[-1] = int(null.sum())
             return counts
-        null = np.asarray(pd.isna(arr), dtype=bool)
         if self.kind in CATEGORICAL_KINDS:
-            codes = self._index.get_indexer(arr[~null].astype(object, copy=False))
-            codes[codes < 0] = len(self.categories)  # unseen -> __other__
-            counts[:-1] = np.bincount(codes, minlength=len(self.categories) + 1)
-            counts[-1] = int(null.sum())
-            return counts
+            # Look everything up first: nulls never match a category (training values exclude
+            # them), so only the rare misses need the (slow, on strings) null check.
+            codes = self._index.get_indexer(arr.astype(object, copy=False))
+            miss = codes < 0
+            if miss.any():
+                codes[miss] = np.where(pd.isna(arr[miss]), self.slots - 1, len(self.categories))
+            return np.bincount(codes, minlength=self.slots)
+        null = np.asarray(pd.isna(arr), dtype=bool)
         counts[1] = int(null.sum())
         counts[0] = arr.size - counts[1]
         return counts
@@ -421,12 +426,23 @@ def binning_id(features: Iterable[FeatureBins]) -> str:
 
 def build_reference_profile(
     df: pd.DataFrame,
-    contract: Contract,
+    contract: Contract | Mapping[str, str],
     bins: int = DEFAULT_BINS,
     fine_bins: int = DEFAULT_FINE_BINS,
     max_categories: int = DEFAULT_MAX_CATEGORIES,
 ) -> ReferenceProfile:
-    """Bin every contract feature on the training frame ``df`` and count it."""
+    """Bin every contract feature on the training frame ``df`` and count it.
+
+    ``contract`` may also be a mapping column -> kind (e.g. ``{"prediction": "categorical"}``)
+    to profile columns that are not model features, such as the model's predictions.
+    """
+    if not isinstance(contract, Contract):
+        bad = {n: k for n, k in contract.items() if k not in FEATURE_KINDS}
+        if bad:
+            raise ConfigError(f"unknown column kinds {bad}; kinds are {list(FEATURE_KINDS)}")
+        kinds = dict(contract)
+    else:
+        kinds = {f.name: f.kind for f in contract.features}
     if bins < 2 or fine_bins < bins or fine_bins % bins:
         raise ConfigError(
             f"bins={bins}, fine_bins={fine_bins}: need bins >= 2 and fine_bins a multiple of bins"
@@ -435,19 +451,17 @@ def build_reference_profile(
         raise ConfigError(f"max_categories must be at least 1, got {max_categories}")
     if len(df) == 0:
         raise DataError("cannot build a reference profile from a frame with no rows")
-    missing = [n for n in contract.feature_names if n not in df.columns]
+    missing = [n for n in kinds if n not in df.columns]
     if missing:
         raise DataError(f"training frame lacks contract features {missing}")
     features: dict[str, FeatureBins] = {}
-    for spec in contract.features:
-        if spec.kind == NUMERIC:
-            features[spec.name] = numeric_bins(spec.name, df[spec.name], bins, fine_bins)
-        elif spec.kind in CATEGORICAL_KINDS:
-            features[spec.name] = categorical_bins(
-                spec.name, df[spec.name], spec.kind, max_categories
-            )
+    for name, kind in kinds.items():
+        if kind == NUMERIC:
+            features[name] = numeric_bins(name, df[name], bins, fine_bins)
+        elif kind in CATEGORICAL_KINDS:
+            features[name] = categorical_bins(name, df[name], kind, max_categories)
         else:
-            features[spec.name] = FeatureBins(spec.name, spec.kind)
+            features[name] = FeatureBins(name, kind)
     profile_id = binning_id(features.values())
     counts = {name: fb.count(df[name]) for name, fb in features.items()}
     return ReferenceProfile(features, WindowProfile(profile_id, len(df), counts), bins, fine_bins)
