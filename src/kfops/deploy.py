@@ -256,12 +256,19 @@ def load_api_client(context: str | None = None) -> Any:
 class KServeDeployer:
     """Create/patch/wait/promote/rollback InferenceServices through the Kubernetes API."""
 
-    def __init__(self, api_client: Any, namespace: str = "default", request_timeout: float = 10.0):
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str = "default",
+        request_timeout: float = 10.0,
+        poll_interval: float = 2.0,
+    ):
         from kubernetes import client
 
         self.api = client.CustomObjectsApi(api_client)
         self.namespace = namespace
         self.request_timeout = request_timeout
+        self.poll_interval = poll_interval
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -297,20 +304,23 @@ class KServeDeployer:
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create the object, or merge-patch it when it exists."""
         name = manifest["metadata"]["name"]
-        what = f"InferenceService {self.namespace}/{name}"
         if self.get(name) is None:
-            return dict(
-                self._call(
-                    f"creating {what}",
-                    self.api.create_namespaced_custom_object,
-                    GROUP,
-                    API_VERSION,
-                    self.namespace,
-                    PLURAL,
-                    manifest,
-                )
-            )
+            return self.create(manifest)
         return self.patch(name, manifest)
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        what = f"creating InferenceService {self.namespace}/{manifest['metadata']['name']}"
+        return dict(
+            self._call(
+                what,
+                self.api.create_namespaced_custom_object,
+                GROUP,
+                API_VERSION,
+                self.namespace,
+                PLURAL,
+                manifest,
+            )
+        )
 
     def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return dict(
@@ -326,7 +336,7 @@ class KServeDeployer:
             )
         )
 
-    def wait_ready(self, name: str, timeout: float = 300.0, poll: float = 2.0) -> dict[str, Any]:
+    def wait_ready(self, name: str, timeout: float = 300.0) -> dict[str, Any]:
         """Poll until the Ready condition is True; ClusterError with the last reason on timeout."""
         deadline = time.monotonic() + timeout
         last = "no status yet"
@@ -342,7 +352,7 @@ class KServeDeployer:
                     f"InferenceService {self.namespace}/{name} not Ready after {timeout:g}s: "
                     f"{last} (the previous revision keeps serving)"
                 )
-            time.sleep(poll)
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -362,10 +372,12 @@ class KServeDeployer:
             if live is not None:
                 previous = (live["metadata"].get("annotations") or {}).get(VERSION_ANNOTATION)
             manifest = render_inference_service(cfg, model, version, sha256, previous)
-            if live is not None:
+            if live is None:
+                obj = self.create(manifest)
+            else:
                 manifest["spec"]["canary"] = None  # a full rollout ends any canary
                 manifest["spec"]["predictor"]["canaryTrafficPercent"] = None
-            obj = self.apply(manifest)
+                obj = self.patch(cfg.name, manifest)
         else:
             obj = self.patch(
                 cfg.name, render_canary(cfg, live, model, version, canary_percent, sha256)

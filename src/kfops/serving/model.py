@@ -209,11 +209,13 @@ def load_version(
     drift: bool = True,
     drift_window: int = 10_000,
     drift_publish_interval: float = 2.0,
+    served_name: str | None = None,
 ) -> ServedVersion:
     """Verify every sha256 against MANIFEST.json, then load the model and its contract.
 
     Raises RegistryError (tampered/missing file, no manifest) or ContractError (no contract);
-    nothing is unpickled before verification passes.
+    nothing is unpickled before verification passes. ``served_name`` (the endpoint name) labels
+    the drift metrics like every other serving metric; it defaults to the registry model name.
     """
     from kfops.training import load_model
 
@@ -259,7 +261,7 @@ def load_version(
             reference = ReferenceProfile.load(directory / PROFILE_FILE)
             served.drift = DriftTracker(
                 reference,
-                model,
+                served_name or model,
                 version,
                 schema.names,
                 window_size=drift_window,

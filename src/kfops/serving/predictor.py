@@ -83,6 +83,7 @@ class KfopsPredictor(kserve.Model):
             drift=o.drift,
             drift_window=o.drift_window,
             drift_publish_interval=o.drift_publish_interval,
+            served_name=self.name,
         )
 
     def load(self) -> bool:

@@ -1,0 +1,102 @@
+"""Test helper: real registry versions made with the library (no pipeline needed).
+
+Imported by the serving/deploy unit tests and the server integration tests. Training the
+penguins model takes about a second, so artifacts are built once per session and copied.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from kfops.contract import infer_contract
+from kfops.datasets import default_data_path
+from kfops.drift import build_reference_profile
+from kfops.registry import ModelVersion, Registry
+from kfops.training import save_model, train
+
+MODEL = "penguins"
+
+
+@functools.cache
+def penguins() -> pd.DataFrame:
+    return pd.read_csv(default_data_path())
+
+
+@functools.cache
+def _artifacts(cache_dir: str, estimator: str | None) -> dict[str, Path]:
+    df = penguins()
+    contract = infer_contract(df, "species", "classification")
+    model = train(df, contract, estimator=estimator)
+    out = Path(cache_dir) / (estimator or "default")
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, out / "model.joblib")
+    contract.save(out / "contract.json")
+    build_reference_profile(df, contract).save(out / "reference_profile.json")
+    return {n: out / n for n in ("model.joblib", "contract.json", "reference_profile.json")}
+
+
+_CACHE: dict[str, str] = {}
+
+
+def artifacts(estimator: str | None = None) -> dict[str, Path]:
+    if "dir" not in _CACHE:
+        import tempfile
+
+        _CACHE["dir"] = tempfile.mkdtemp(prefix="kfops-test-artifacts-")
+    return _artifacts(_CACHE["dir"], estimator)
+
+
+def register_version(
+    root: Path,
+    *,
+    estimator: str | None = None,
+    aliases: tuple[str, ...] = (),
+    without: tuple[str, ...] = (),
+) -> ModelVersion:
+    files = {n: p for n, p in artifacts(estimator).items() if n not in without}
+    return Registry(root).register(MODEL, files, {"test": True}, aliases=aliases)
+
+
+def make_registry(root: Path) -> Registry:
+    """A registry with penguins v1 as champion."""
+    register_version(root, aliases=("champion",))
+    return Registry(root)
+
+
+def valid_row() -> dict[str, Any]:
+    return {
+        "island": "Torgersen",
+        "bill_length_mm": 39.1,
+        "bill_depth_mm": 18.7,
+        "flipper_length_mm": 181.0,
+        "body_mass_g": 3750.0,
+        "sex": "male",
+        "year": 2007,
+    }
+
+
+def tamper(version_dir: Path, name: str = "model.joblib") -> None:
+    path = version_dir / name
+    path.chmod(0o644)
+    with open(path, "ab") as fh:
+        fh.write(b"tampered")
+
+
+@pytest.fixture
+def penguins_registry(tmp_path: Path) -> Registry:
+    return make_registry(tmp_path / "registry")
+
+
+def copy_version(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_fixture_registry_has_a_champion(penguins_registry: Registry) -> None:
+    assert penguins_registry.get_alias(MODEL, "champion") == "v1"
