@@ -142,7 +142,7 @@ class FeatureBins:
         if arr.size == 0:
             return counts
         if self.kind == NUMERIC:
-            x = as_float_array(arr)
+            x = as_float_array(values if isinstance(values, pd.Series) else arr)
             null = np.isnan(x)
             # side="left" makes bins right-closed: edges[i-1] < x <= edges[i] -> bin i.
             idx = np.searchsorted(self._edges_array, x[~null], side="left")
@@ -233,7 +233,7 @@ def numeric_bins(
     name: str, values: Any, bins: int = DEFAULT_BINS, fine_bins: int = DEFAULT_FINE_BINS
 ) -> FeatureBins:
     """Quantile binning of one numeric column (see the module docstring)."""
-    x = as_float_array(_to_numpy(values))
+    x = as_float_array(values)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return FeatureBins(name, NUMERIC)  # one open bin: only the null rate is informative
