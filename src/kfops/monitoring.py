@@ -86,6 +86,8 @@ class CaptureWindow:
             "model": self.model,
             "start": _iso(self.start),
             "end": _iso(self.end),
+            "start_ts": self.start,
+            "end_ts": self.end,
             "rows": self.rows,
             "files": self.files,
             "lines": self.lines,
@@ -836,3 +838,79 @@ def training_params(model: str, registry_root: str | Path, data_uri: str) -> Any
 def default_window(hours: float, end: float | None = None) -> tuple[float, float]:
     stop = time.time() if end is None else end
     return stop - timedelta(hours=hours).total_seconds(), stop
+
+
+# ----------------------------------------------------------------------------------------------
+# From a verdict to a training run
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """What the training pipeline needs to retrain ``model`` after a window, or why not."""
+
+    retrain: bool
+    reason: str
+    data_uri: str = ""
+    target: str = ""
+    task: str = ""
+    estimator: str = "logistic_regression"
+    params_json: str = "{}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_retraining(
+    result: MonitoringResult,
+    registry_root: str | Path,
+    *,
+    capture_dir: str | Path | None = None,
+    labels_dir: str | Path | None = None,
+    data_uri: str | None = None,
+    out_path: str | Path | None = None,
+    min_rows: int = 50,
+) -> RetrainPlan:
+    """Decide the data of the retraining run: ``data_uri`` when given, else the window's
+    captured rows joined with their late labels (written to ``out_path``)."""
+    if not result.retrain:
+        return RetrainPlan(False, f"no retraining: window status {result.status}")
+    params = training_params(result.model, registry_root, data_uri or "")
+    base = {
+        "target": params.target,
+        "task": params.task,
+        "estimator": params.estimator,
+        "params_json": json.dumps(params.params, sort_keys=True),
+    }
+    why = "; ".join(result.reasons)
+    if data_uri:
+        return RetrainPlan(True, f"{why}; training on {data_uri}", data_uri=data_uri, **base)
+    if capture_dir is None or labels_dir is None or out_path is None:
+        return RetrainPlan(False, f"{why}; but no labels and no data URI to retrain on")
+    contract = Contract.load(_version_dir(registry_root, result.model, None).path / "contract.json")
+    try:
+        path, rows = build_training_data(
+            capture_dir, labels_dir, result.model, contract, out_path,
+            start=result.capture["start_ts"], end=result.capture["end_ts"], min_rows=min_rows,
+        )  # fmt: skip
+    except DataError as exc:
+        log.warning("%s: retraining needed but %s", result.model, exc)
+        return RetrainPlan(False, f"{why}; but {exc}")
+    return RetrainPlan(
+        True, f"{why}; training on {rows} labelled captured rows", data_uri=str(path), **base
+    )
+
+
+def write_reports(result: MonitoringResult, out_dir: str | Path) -> dict[str, Path]:
+    """report.html, report.md and result.json in ``out_dir``."""
+    from kfops.io import write_json_atomic, write_text_atomic
+
+    out = Path(out_dir)
+    paths = {
+        "html": out / "report.html",
+        "markdown": out / "report.md",
+        "json": out / "result.json",
+    }
+    write_text_atomic(paths["html"], result.to_html())
+    write_text_atomic(paths["markdown"], result.to_markdown())
+    write_json_atomic(paths["json"], result.to_dict())
+    return paths

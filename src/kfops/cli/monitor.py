@@ -1,15 +1,103 @@
-"""`kfops` sub-commands: monitor (placeholder until its issue lands)."""
+"""`kfops monitor`: monitor one window of captured traffic now, locally."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import time
+from pathlib import Path
 from typing import Any
+
+from kfops.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
     """Add this module's sub-commands to the `kfops` parser."""
-    del sub
+    p = sub.add_parser(
+        "monitor",
+        help="check one window of captured traffic: data quality, drift, quality; retrain",
+        description=(
+            "Read the model's captured traffic for a time window, check it against the serving "
+            "version's data contract and reference profile, join late labels, write an HTML "
+            "report, push the figures to a Pushgateway and, when the policy says so, run the "
+            "training pipeline on the fresh data."
+        ),
+    )
+    p.add_argument("--model", help="model name (KFOPS_MODEL_NAME)")
+    p.add_argument("--registry", help="registry root (KFOPS_REGISTRY_ROOT)")
+    p.add_argument("--capture-dir", help="payload capture root (KFOPS_CAPTURE_DIR)")
+    p.add_argument("--labels-dir", help="late labels (*.jsonl / *.csv with id,label)")
+    p.add_argument("--version", help="version or alias to compare with (default: champion)")
+    p.add_argument("--start", help="window start: ISO time, epoch seconds or -2h (default -24h)")
+    p.add_argument("--end", help="window end (default now)")
+    p.add_argument("--policy", help="monitoring policy YAML (MonitoringPolicy fields)")
+    p.add_argument("--pushgateway", help="Pushgateway URL, e.g. http://pushgateway:9091")
+    p.add_argument("--job", default="kfops-monitoring", help="Pushgateway job label")
+    p.add_argument("--report-dir", help="where to write report.html/.md/result.json")
+    p.add_argument("--data-uri", help="retrain on this data instead of the labelled window")
+    p.add_argument("--no-retrain", action="store_true", help="report only, never retrain")
+    p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
 
 
-def _unused(args: argparse.Namespace) -> int:  # pragma: no cover
+def run(args: argparse.Namespace) -> int:
+    from kfops import monitoring
+    from kfops.errors import ConfigError
+
+    settings = Settings.from_env(
+        registry_root=args.registry, model_name=args.model, capture_dir=args.capture_dir
+    )
+    if not settings.model_name:
+        raise ConfigError("no model: pass --model or set KFOPS_MODEL_NAME")
+    end = monitoring.parse_time(args.end, time.time())
+    start = monitoring.parse_time(args.start, end - 86400)
+    policy = monitoring.MonitoringPolicy.load(args.policy) if args.policy else None
+    result = monitoring.run_monitoring(
+        settings.model_name,
+        settings.registry_root,
+        settings.capture_dir,
+        start=start,
+        end=end,
+        labels_dir=args.labels_dir,
+        version=args.version,
+        policy=policy,
+    )
+    report_dir = Path(args.report_dir) if args.report_dir else (
+        settings.registry_root.parent / "monitoring" / settings.model_name
+        / time.strftime("%Y%m%d-%H%M%S", time.gmtime(result.finished_at))
+    )  # fmt: skip
+    paths = monitoring.write_reports(result, report_dir)
+    if args.pushgateway:
+        monitoring.push_metrics(result, args.pushgateway, job=args.job)
+    plan = monitoring.plan_retraining(
+        result,
+        settings.registry_root,
+        capture_dir=settings.capture_dir,
+        labels_dir=args.labels_dir,
+        data_uri=args.data_uri,
+        out_path=report_dir / "training_data.parquet",
+    )
+    summary = None
+    if plan.retrain and not args.no_retrain:
+        summary = monitoring.retrain(
+            settings.model_name, settings.registry_root, plan.data_uri, runner=args.runner
+        )
+    if args.json:
+        out = {"result": result.to_dict(), "report": str(paths["html"]), "plan": plan.to_dict(),
+               "run": None if summary is None else summary.to_dict()}  # fmt: skip
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    print(result.summary())
+    print(f"report: {paths['html']}")
+    if result.retrain:
+        print(("retraining: " if plan.retrain and not args.no_retrain else "not retraining: ")
+              + plan.reason)  # fmt: skip
+    if summary is not None:
+        verdict = f"blessed as {summary.version}" if summary.blessed else "rejected"
+        print(f"run {summary.run_id}: {verdict}" + (
+            f" ({'; '.join(summary.reasons)})" if summary.reasons else ""))  # fmt: skip
     return 0

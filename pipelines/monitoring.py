@@ -1,0 +1,62 @@
+"""The monitoring pipeline: monitor one window -> (if the policy says so) the training pipeline.
+
+`kfops schedule monitoring` makes it a KFP recurring run (cron); `kfops monitor` runs the same
+window logic once, locally. Paths and URIs are string parameters (kfp.local takes no artifact
+inputs).
+"""
+
+from kfops.components.monitor import monitor
+from kfops.pipelines.training import training_pipeline
+from kfp import dsl
+
+PIPELINE_NAME = "kfops-monitoring"
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description=(
+        "Captured traffic of a served model -> data quality, drift and quality report, "
+        "Pushgateway figures -> retraining on the fresh data when drift or decay crosses policy."
+    ),
+)
+def monitoring_pipeline(
+    model_name: str,
+    registry_root: str,
+    capture_uri: str,
+    labels_uri: str = "",
+    window_hours: float = 24.0,
+    window_end: str = "",
+    policy_json: str = "{}",
+    pushgateway: str = "",
+    push_job: str = "kfops-monitoring",
+    retrain_data_uri: str = "",
+    retrain: bool = True,
+):
+    checked = monitor(
+        model_name=model_name,
+        registry_root=registry_root,
+        capture_uri=capture_uri,
+        labels_uri=labels_uri,
+        window_hours=window_hours,
+        window_end=window_end,
+        policy_json=policy_json,
+        pushgateway=pushgateway,
+        push_job=push_job,
+        retrain_data_uri=retrain_data_uri,
+    ).set_display_name("monitor window")
+    checked.set_caching_options(False)  # every scheduled run must look at fresh traffic
+
+    with (
+        dsl.If(retrain == True, name="retraining enabled"),  # noqa: E712
+        dsl.If(checked.outputs["retrain"] == True, name="policy crossed"),  # noqa: E712
+    ):
+        training_pipeline(
+            data_uri=checked.outputs["data_uri"],
+            target=checked.outputs["target"],
+            model_name=model_name,
+            registry_root=registry_root,
+            task=checked.outputs["task"],
+            estimator=checked.outputs["estimator"],
+            params_json=checked.outputs["params_json"],
+            run_id=checked.outputs["run_id"],
+        ).set_display_name("retrain")
