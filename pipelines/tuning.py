@@ -1,0 +1,111 @@
+"""The tuning sub-pipeline: init -> rounds of (ask -> ParallelFor trials -> Collected -> tell)
+-> report.
+
+KFP has no loop that carries state from one iteration to the next, so rounds are unrolled when
+the pipeline is built: ``build_tune_pipeline(max_rounds, parallelism)`` returns a pipeline with
+``max_rounds`` round slots (the ``n_rounds`` parameter may switch later slots off at run time:
+they become no-op tasks) and ParallelFor ``parallelism`` (a compile-time value in KFP).
+
+Used as a nested pipeline inside the training pipeline::
+
+    tune = build_tune_pipeline(max_rounds=3, parallelism=2)
+    tuned = tune(train=prepared.outputs["train"], contract=validated.outputs["contract"],
+                 task=task, estimator=estimator, ...)
+    tuned.outputs["best_params"]  # JSON string for train(params_json=...)
+"""
+
+from functools import cache
+from typing import Any, NamedTuple
+
+from kfops.components.tune import tune_ask, tune_init, tune_report, tune_tell, tune_trial
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown
+
+DEFAULT_MAX_ROUNDS = 3
+DEFAULT_PARALLELISM = 2
+
+
+class TuneOutputs(NamedTuple):
+    best_params: str
+    study: Artifact
+    report: Markdown
+
+
+@cache
+def build_tune_pipeline(
+    max_rounds: int = DEFAULT_MAX_ROUNDS, parallelism: int = DEFAULT_PARALLELISM
+) -> Any:
+    """A ``tune`` pipeline with ``max_rounds`` unrolled rounds and ParallelFor ``parallelism``
+    (0 = unlimited). Cached, so one (max_rounds, parallelism) gives one component."""
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+    if parallelism < 0:
+        raise ValueError(f"parallelism must be >= 0, got {parallelism}")
+
+    @dsl.pipeline(
+        name="kfops-tune",
+        description="Optuna ask-and-tell rounds with trials fanned out as parallel tasks.",
+    )
+    def tune(
+        train: Input[Dataset],
+        contract: Input[Artifact],
+        task: str,
+        estimator: str,
+        params_json: str = "{}",
+        search_space: str = "",
+        n_rounds: int = max_rounds,
+        trials_per_round: int = 4,
+        max_trials: int = 0,
+        timeout_s: float = 0.0,
+        seed: int = 42,
+        cv_folds: int = 3,
+    ) -> TuneOutputs:
+        init = tune_init(
+            task=task,
+            estimator=estimator,
+            params_json=params_json,
+            search_space=search_space,
+            seed=seed,
+            n_rounds=n_rounds,
+            trials_per_round=trials_per_round,
+            max_trials=max_trials,
+            timeout_s=timeout_s,
+            cv_folds=cv_folds,
+        ).set_display_name("tune: validate search space")
+        # The study's start time is part of its output: a cached init would restart an old
+        # clock, and a cached round would replay old trials. Tuning tasks always run.
+        init.set_caching_options(False)
+        study = init.outputs["study"]
+        for r in range(max_rounds):
+            asked = tune_ask(
+                study_in=study,
+                round_index=r,
+                n_rounds=n_rounds,
+                trials_per_round=trials_per_round,
+            ).set_display_name(f"tune: ask round {r}")
+            asked.set_caching_options(False)
+            with dsl.ParallelFor(asked.outputs["Output"], parallelism=parallelism) as trial:
+                ran = tune_trial(
+                    train=train,
+                    contract=contract,
+                    study=asked.outputs["study"],
+                    trial=trial,
+                ).set_display_name(f"tune: trial (round {r})")
+                ran.set_caching_options(False)
+            told = tune_tell(
+                study_in=asked.outputs["study"], results=dsl.Collected(ran.output)
+            ).set_display_name(f"tune: tell round {r}")
+            told.set_caching_options(False)
+            study = told.outputs["study"]
+        report = tune_report(study_in=study).set_display_name("tune: report")
+        report.set_caching_options(False)
+        return TuneOutputs(
+            best_params=report.outputs["Output"],
+            study=report.outputs["study"],
+            report=report.outputs["report"],
+        )
+
+    return tune
+
+
+tune = build_tune_pipeline()

@@ -1,0 +1,140 @@
+"""The tuning sub-pipeline under kfp.local's SubprocessRunner, wrapped in a tiny pipeline.
+
+Real tasks, real artifacts: prepare penguins -> tune (2 rounds x 2 trials, parallelism 2).
+"""
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from kfops.components._image import IMAGE
+from kfops.pipelines.tuning import build_tune_pipeline
+from kfp import dsl, local
+from kfp.dsl import Artifact, Dataset, Output
+
+from kfops.datasets import default_data_path
+
+pytestmark = pytest.mark.integration
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def prepare_penguins(data_uri: str, train: Output[Dataset], contract: Output[Artifact]):
+    from kfops import contract as contracts
+    from kfops import data, features
+
+    df = data.read_table(data_uri)
+    inferred = contracts.infer_contract(df, "species", "classification")
+    train_df, _ = features.split(df, inferred, 0.2, 42)
+    data.write_snapshot(train_df, train.path)
+    inferred.save(contract.path)
+
+
+tune_2x = build_tune_pipeline(max_rounds=2, parallelism=2)
+tune_1x = build_tune_pipeline(max_rounds=1, parallelism=2)
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+class Outputs(NamedTuple):
+    best_params: str
+    study: Artifact
+    report: dsl.Markdown
+
+
+@dsl.pipeline
+def tuned_penguins(data_uri: str, estimator: str, search_space: str, params_json: str) -> Outputs:
+    prepared = prepare_penguins(data_uri=data_uri)
+    tuned = tune_2x(
+        train=prepared.outputs["train"],
+        contract=prepared.outputs["contract"],
+        task="classification",
+        estimator=estimator,
+        params_json=params_json,
+        search_space=search_space,
+        n_rounds=2,
+        trials_per_round=2,
+        seed=7,
+    )
+    return Outputs(
+        best_params=tuned.outputs["best_params"],
+        study=tuned.outputs["study"],
+        report=tuned.outputs["report"],
+    )
+
+
+@dsl.pipeline
+def failing_penguins(data_uri: str, search_space: str) -> str:
+    prepared = prepare_penguins(data_uri=data_uri)
+    tuned = tune_1x(
+        train=prepared.outputs["train"],
+        contract=prepared.outputs["contract"],
+        task="classification",
+        estimator="logistic_regression",
+        search_space=search_space,
+        n_rounds=1,
+        trials_per_round=2,
+    )
+    return tuned.outputs["best_params"]
+
+
+@pytest.fixture
+def subprocess_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # Every kfp.local task runs in `mktemp -d`; pointing TMPDIR into tmp_path keeps those
+    # directories out of /tmp (pytest removes tmp_path), without touching other runs' dirs.
+    task_tmp = tmp_path / "task-tmp"
+    task_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(task_tmp))
+    # SubprocessRunner rewrites every "python3" in a task's command line, parameter values
+    # included, and the bundled CSV lives under .venv/lib/python3.11: use a copy.
+    shutil.copy(default_data_path(), tmp_path / "penguins.csv")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "pipeline-root"),
+        raise_on_error=True,
+    )
+    yield tmp_path
+
+
+def test_two_rounds_of_parallel_trials_pick_best_params(subprocess_runner: Path) -> None:
+    start = time.perf_counter()
+    run = tuned_penguins(
+        data_uri=str(subprocess_runner / "penguins.csv"),
+        estimator="decision_tree",
+        search_space="",
+        params_json='{"criterion": "entropy"}',
+    )
+    elapsed = time.perf_counter() - start
+    best = json.loads(run.outputs["best_params"])
+    study = json.loads(Path(run.outputs["study"].path).read_text())
+    trials = study["trials"]
+    assert [(t["round"], t["state"]) for t in trials] == [
+        (0, "COMPLETE"),
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+        (1, "COMPLETE"),
+    ]
+    # Ints survive the trip through ParallelFor/Collected as ints, and the fixed param is kept.
+    assert isinstance(best["max_depth"], int) and isinstance(best["min_samples_leaf"], int)
+    assert best["criterion"] == "entropy"
+    top = max(trials, key=lambda t: t["value"])
+    assert {k: best[k] for k in top["params"]} == top["params"]
+    assert all(0.5 < t["value"] <= 1.0 for t in trials)
+    report = Path(run.outputs["report"].path).read_text()
+    assert "## Best score per round" in report and "| 1 | 2 | 0 |" in report
+    assert elapsed < 90, f"tuning sub-pipeline took {elapsed:.0f} s"
+
+
+def test_all_trials_failing_fails_the_pipeline_with_a_clear_error(subprocess_runner: Path) -> None:
+    # l1_ratio > 0 passes sklearn's parameter checks, but the lbfgs solver refuses it in fit.
+    space = json.dumps({"l1_ratio": [1.0, 0.5]})
+    with pytest.raises(RuntimeError) as info:
+        failing_penguins(data_uri=str(subprocess_runner / "penguins.csv"), search_space=space)
+    # Every trial ran and failed; the report task is the one that stops the run.
+    assert "Inner task failed: 'tune-report'" in _plain(str(info.value))
