@@ -125,7 +125,7 @@ def evaluate(model: Any, test_df: pd.DataFrame, contract: Contract) -> Evaluatio
     X = feature_frame(data, contract)
     y = target_series(data, contract)
     if contract.task == "classification":
-        evaluation = _evaluate_classifier(model, X, y.astype(object), contract)
+        evaluation = _evaluate_classifier(model, X, y, contract)
     else:
         evaluation = _evaluate_regressor(model, X, y)
     evaluation.data_sha256 = _targets_sha256(y)

@@ -199,15 +199,16 @@ def target_series(df: pd.DataFrame, contract: Contract) -> pd.Series:
     if contract.task == "regression":
         return pd.to_numeric(y, errors="coerce").astype(np.float64)
     classes = contract.target.classes or ()
-    # A null somewhere turns an int label column into floats: bring 1.0 back to 1.
+    # A null somewhere turns an int label column into floats: bring 1.0 back to 1 once the
+    # nulls are gone (sklearn needs a numeric or string dtype, not objects, to see classes).
     if (
         classes
         and all(isinstance(c, int | np.integer) and not isinstance(c, bool) for c in classes)
         and pd.api.types.is_float_dtype(y)
+        and not y.isna().any()
+        and bool((y == y.round()).all())
     ):
-        non_null = y.dropna()
-        if (non_null == non_null.round()).all():
-            return y.astype("Int64").astype(object).where(y.notna(), None)
+        return y.astype(np.int64)
     return y
 
 

@@ -139,13 +139,11 @@ def train(
     data = drop_null_target(train_df, contract)
     X = feature_frame(data, contract)
     y = target_series(data, contract)
-    if contract.task == "classification":
-        y = y.astype(object)
-        if y.nunique() < 2:
-            raise DataError(
-                f"training data has a single class {y.iloc[0]!r} in target "
-                f"{contract.target.name!r}; a classifier needs at least 2"
-            )
+    if contract.task == "classification" and y.nunique() < 2:
+        raise DataError(
+            f"training data has a single class {y.iloc[0]!r} in target "
+            f"{contract.target.name!r}; a classifier needs at least 2"
+        )
     pipeline = Pipeline([("preprocess", build_preprocessor(contract)), ("model", model)])
     try:
         pipeline.fit(X, y)

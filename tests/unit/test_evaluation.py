@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from palmerpenguins import load_penguins
 
+from kfops.contract import infer_contract
+from kfops.datasets import MESSY_TARGET, make_messy, make_synthetic
 from kfops.evaluation import (
     CLASSIFICATION_METRICS,
     HIGHER_IS_BETTER,
@@ -25,7 +27,7 @@ from kfops.evaluation import (
 from kfops.features import split
 from kfops.training import train
 
-from .test_features import mixed_contract, mixed_frame, penguin_contract
+from .test_features import messy_contract, mixed_contract, mixed_frame, penguin_contract
 from .test_training import regression_contract
 
 PNG_SRC = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -150,3 +152,20 @@ def test_regression_report_embeds_scatter_and_residuals() -> None:
     page = render_report(ev, "Body mass", None)
     assert len(_pngs(page)) == 2
     assert "Predicted vs actual" in page and "Residuals" in page and "rmse" in page
+
+
+def test_messy_binary_evaluation_and_integer_labels() -> None:
+    raw = make_messy(300)
+    contract = messy_contract(raw)
+    train_df, test_df = split(raw, contract)
+    ev = evaluate(train(train_df, contract, "logistic_regression"), test_df, contract)
+    assert ev.labels == ["no", "yes"] and ev.roc is not None
+    assert ev.roc["positive_class"] == "yes"
+    assert ev.n_rows == int(test_df[MESSY_TARGET].notna().sum())
+    assert ev.metrics["f1_macro"] > 0.7
+    df = make_synthetic(400, n_numeric=4, n_categorical=1, seed=2)
+    contract = infer_contract(df, "target", "classification")
+    train_df, test_df = split(df, contract)
+    ev = evaluate(train(train_df, contract, "decision_tree"), test_df, contract)
+    assert ev.labels == [0, 1] and ev.roc is not None and ev.roc["positive_class"] == 1
+    json.dumps(ev.to_dict(), allow_nan=False)

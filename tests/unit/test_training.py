@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from kfops.contract import infer_contract
 from kfops.contract_model import Contract
-from kfops.datasets import MESSY_TARGET, make_messy
+from kfops.datasets import MESSY_TARGET, make_messy, make_synthetic
 from kfops.errors import ConfigError, DataError
 from kfops.features import feature_frame, split
 from kfops.training import (
@@ -202,3 +202,16 @@ def test_identical_training_gives_identical_bytes(tmp_path: Path, name: str) -> 
     d = save_model(train(train_df, contract, name, seed=6), tmp_path / "d.joblib")
     if name == "random_forest":
         assert d.read_bytes() != a.read_bytes()
+
+
+def test_integer_labels_with_null_targets_stay_integers() -> None:
+    """A null in an int label column makes pandas read floats; the model still predicts ints."""
+    df = make_synthetic(400, n_numeric=4, n_categorical=1, seed=2)
+    df["target"] = df["target"].astype("float64")
+    df.loc[[3, 7], "target"] = np.nan
+    contract = infer_contract(df, "target", "classification")
+    assert contract.target.classes == (0, 1)
+    train_df, test_df = split(df, contract)
+    model = train(train_df, contract, "logistic_regression")
+    assert list(model.classes_) == [0, 1]
+    assert set(model.predict(test_df).tolist()) <= {0, 1}
