@@ -17,6 +17,7 @@ from sklearn import metrics as skm
 from kfops.contract_model import Contract
 from kfops.errors import DataError
 from kfops.features import drop_null_target, feature_frame, target_series
+from kfops.training import limited_threads
 
 PRIMARY_METRIC: dict[str, str] = {"classification": "f1_macro", "regression": "rmse"}
 
@@ -124,10 +125,11 @@ def evaluate(model: Any, test_df: pd.DataFrame, contract: Contract) -> Evaluatio
     data = drop_null_target(test_df, contract)
     X = feature_frame(data, contract)
     y = target_series(data, contract)
-    if contract.task == "classification":
-        evaluation = _evaluate_classifier(model, X, y, contract)
-    else:
-        evaluation = _evaluate_regressor(model, X, y)
+    with limited_threads():
+        if contract.task == "classification":
+            evaluation = _evaluate_classifier(model, X, y, contract)
+        else:
+            evaluation = _evaluate_regressor(model, X, y)
     evaluation.data_sha256 = _targets_sha256(y)
     return evaluation
 

@@ -215,3 +215,15 @@ def test_integer_labels_with_null_targets_stay_integers() -> None:
     model = train(train_df, contract, "logistic_regression")
     assert list(model.classes_) == [0, 1]
     assert set(model.predict(test_df).tolist()) <= {0, 1}
+
+
+def test_cpu_budget_respects_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kfops.training import cpu_budget
+
+    monkeypatch.delenv("KFOPS_THREADS", raising=False)
+    assert cpu_budget() >= 1
+    monkeypatch.setenv("KFOPS_THREADS", "1")
+    assert cpu_budget() == 1
+    monkeypatch.setenv("KFOPS_THREADS", "many")
+    with pytest.raises(ConfigError, match="KFOPS_THREADS"):
+        cpu_budget()
