@@ -174,6 +174,14 @@ def train(
             f"training data has a single class {y.iloc[0]!r} in target "
             f"{contract.target.name!r}; a classifier needs at least 2"
         )
+    for text in contract.features_of("text"):
+        # TF-IDF cannot fit on a column without words; say which column instead of failing
+        # with sklearn's "empty vocabulary".
+        if not X[text].dropna().astype(str).str.contains(r"\w\w", regex=True).any():
+            raise DataError(
+                f"text feature {text!r} has no words in the training data; drop the column "
+                "or declare it categorical in the contract"
+            )
     pipeline = Pipeline([("preprocess", build_preprocessor(contract)), ("model", model)])
     try:
         with limited_threads():

@@ -227,3 +227,10 @@ def test_cpu_budget_respects_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KFOPS_THREADS", "many")
     with pytest.raises(ConfigError, match="KFOPS_THREADS"):
         cpu_budget()
+
+
+def test_text_feature_without_words_is_named() -> None:
+    df, contract = mixed_frame(), mixed_contract()
+    df["note"] = None
+    with pytest.raises(DataError, match="text feature 'note'"):
+        train(df, contract, "logistic_regression")
