@@ -37,7 +37,7 @@ def test_streaming_equals_batch_for_every_input_shape(reference: ReferenceProfil
     one_by_one = StreamingDrift(reference, window_size=10_000)
     for row in _rows(frame):
         one_by_one.update(row)
-    small = StreamingDrift(reference, window_size=10_000)
+    small = StreamingDrift(reference, window_size=10_000, small_batch=100)
     for start in range(0, 1_000, 100):  # 100-row batches: the value-by-value path
         part = frame.iloc[start : start + 100]
         small.update({k: v.to_numpy() for k, v in part.items()})

@@ -26,7 +26,7 @@ from kfops.drift.stats import psi
 from kfops.errors import ConfigError
 
 _SCALARS = (int, float, str, bool, np.generic, type(None))
-SMALL_BATCH = 128  # batches up to this many rows are binned value by value
+SMALL_BATCH = 64  # batches up to this many rows are binned value by value
 FLUSH_ROWS = 4096  # pending slot lists are folded into counts at least this often
 
 
