@@ -375,14 +375,15 @@ def submit_run(
     """Start one run of ``package`` (inline spec) or of an uploaded pipeline ``version``."""
     if (package is None) == (version is None):
         raise ConfigError("give a pipeline package or an uploaded version, not both or neither")
-    spec_source = package if package is not None else None
+    spec = load_package(package) if package is not None else None
+    # The endpoint first (a read-only healthz): `make submit` against a wrong host says so
+    # before it complains about parameters. Nothing is created until the arguments check out.
+    check_endpoint(target)
     args = dict(arguments or {})
-    if spec_source is not None:
-        spec = load_package(spec_source)
+    if spec is not None:
         args = check_arguments(spec, args)
         run_name = run_name or spec["pipelineInfo"]["name"]
     run_name = run_name or "kfops-run"
-    check_endpoint(target)
     client = make_client(target)
     experiment_id = _experiment_id(client, target, experiment)
     with _quiet(), _api_errors(target, f"create run {run_name!r}"):
@@ -444,13 +445,13 @@ def schedule_run(
     cron6 = normalize_cron(cron)
     if max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    spec = load_package(package) if package is not None else None
+    check_endpoint(target)
     args = dict(arguments or {})
-    if package is not None:
-        spec = load_package(package)
+    if spec is not None:
         args = check_arguments(spec, args)
         name = name or f"{spec['pipelineInfo']['name']}-schedule"
     name = name or "kfops-schedule"
-    check_endpoint(target)
     client = make_client(target)
     experiment_id = _experiment_id(client, target, experiment)
     with _quiet(), _api_errors(target, f"create recurring run {name!r}"):

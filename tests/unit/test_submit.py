@@ -479,3 +479,26 @@ def test_cli_bad_package(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         == 2
     )
     assert "holds no KFP pipeline spec" in capsys.readouterr().err
+
+
+def test_cli_submit_uploaded_version_runs_that_version(
+    kfp_replay: Any, package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replay = kfp_replay("submit_uploaded_version")
+    params = [f"--param={k}={json.dumps(v)}" for k, v in required_args(package).items()]
+    code = main(
+        ["submit", "training", "--host", replay.url, "--package", str(package),
+         "--upload-version", "git-1a2b3c4", *params]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert replay.calls() == replay.expected_calls()
+    assert replay.requests[5].query["name"] == ["git-1a2b3c4"]
+    run_body = replay.requests[-1].json()
+    assert run_body["pipeline_version_reference"] == {
+        "pipeline_id": "3a7c0d55-pl",
+        "pipeline_version_id": "c41b2e90-ver",
+    }
+    assert "pipeline_spec" not in run_body
+    assert run_body["display_name"] == "kfops-training"
+    assert "uploaded version git-1a2b3c4" in text and "run details:" in text

@@ -128,7 +128,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     package = _package(args)
     arguments = kfp_submit.parse_params(args.param)
     if args.upload_version:
-        # Check the arguments against the spec before anything reaches the cluster.
+        # Check the host, then the arguments, before a version is uploaded.
+        kfp_submit.check_endpoint(target)
         kfp_submit.check_arguments(kfp_submit.load_package(package), arguments)
         ref = _upload(args, target, package, args.upload_version)
         result = kfp_submit.submit_run(
@@ -177,6 +178,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         "service_account": args.service_account,
     }
     if args.upload_version:
+        kfp_submit.check_endpoint(target)
         kfp_submit.check_arguments(kfp_submit.load_package(package), arguments)
         ref = _upload(args, target, package, args.upload_version)
         common["name"] = args.name or f"kfops-{args.pipeline}-schedule"
