@@ -11,7 +11,7 @@ def deploy(
     registry_root: str,
     target: str = "local",
     namespace: str = "default",
-    image: str = IMAGE,
+    image: str = "",
     canary_percent: int = 0,
     mode: str = "Standard",
     storage_root: str = "pvc://kfops-registry",

@@ -59,6 +59,13 @@ def _set_image(spec: dict[str, Any], image: str) -> int:
     return count
 
 
+def _set_default(spec: dict[str, Any], parameter: str, value: str) -> None:
+    """The predictor image a pipeline deploys defaults to the image it was compiled with."""
+    params = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    if parameter in params:
+        params[parameter]["defaultValue"] = value
+
+
 def compile_pipeline(name: str, out_path: str | Path, image: str) -> Path:
     """Compile pipeline `name` to `out_path`; identical inputs give identical bytes."""
     found = pipelines()
@@ -74,6 +81,7 @@ def compile_pipeline(name: str, out_path: str | Path, image: str) -> Path:
     for doc in docs:
         if doc and "deploymentSpec" in doc:
             _set_image(doc, image)
+            _set_default(doc, "serving_image", image)
     text = yaml.safe_dump_all(docs, sort_keys=True, default_flow_style=False)
     out.write_text(text)
     return out

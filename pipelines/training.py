@@ -5,7 +5,9 @@ Runs unchanged under kfp.local (SubprocessRunner, DockerRunner) and on a Kubeflo
 Paths and URIs are string parameters because kfp.local does not take artifact inputs.
 """
 
+from kfops.components._image import IMAGE
 from kfops.components.bless import bless
+from kfops.components.deploy import deploy
 from kfops.components.evaluate import evaluate
 from kfops.components.extract import extract
 from kfops.components.prepare import prepare
@@ -34,10 +36,16 @@ def training_pipeline(
     test_size: float = 0.2,
     seed: int = 42,
     drop_columns: str = "",
+    deploy_target: str = "local",
+    namespace: str = "kfops",
+    canary_percent: int = 0,
+    serving_image: str = IMAGE,
+    storage_root: str = "pvc://kfops-registry",
     run_id: str = "",
 ):
     job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-    run = {"registry_root": registry_root, "run_id": run_id, "job_id": job_id}
+    run_ids = {"run_id": run_id, "job_id": job_id}
+    run = {"registry_root": registry_root, **run_ids}
 
     extracted = extract(data_uri=data_uri, **run).set_display_name("extract")
     validated = validate(
@@ -79,7 +87,7 @@ def training_pipeline(
     ).set_display_name("bless")
 
     with dsl.If(blessed.outputs["Output"] == True, name="blessed"):  # noqa: E712
-        register(
+        registered = register(
             model_name=model_name,
             model=trained.outputs["model"],
             contract=validated.outputs["contract"],
@@ -95,3 +103,14 @@ def training_pipeline(
             decision=blessed.outputs["decision"],
             **run,
         ).set_display_name("register")
+        deploy(
+            model_name=model_name,
+            version=registered.output,
+            registry_root=registry_root,
+            target=deploy_target,
+            namespace=namespace,
+            image=serving_image,
+            canary_percent=canary_percent,
+            storage_root=storage_root,
+            **run_ids,
+        ).set_display_name("deploy")

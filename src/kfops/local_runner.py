@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,6 +183,18 @@ def _removed_after(path: Path) -> Iterator[None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def preflight(params: TrainingParams) -> None:
+    """Reject a bad estimator, parameter or threshold before any task starts."""
+    import json
+
+    from kfops import blessing, training
+
+    training.make_estimator(params.task, params.estimator, dict(params.params))
+    blessing.parse_policy(json.dumps(params.thresholds), params.max_regression, params.task)
+    if not 0.0 < params.test_size < 1.0:
+        raise ConfigError(f"test_size {params.test_size} must be between 0 and 1")
+
+
 def run_training(
     params: TrainingParams,
     runner: str = "subprocess",
@@ -199,6 +213,7 @@ def run_training(
 
     if runner not in RUNNERS:
         raise ConfigError(f"unknown runner {runner!r}; use one of {', '.join(RUNNERS)}")
+    preflight(params)
     registry_root = Path(params.registry_root).resolve()
     registry_root.mkdir(parents=True, exist_ok=True)
     # The pipeline root must contain the registry: DockerRunner mounts only the pipeline root.
@@ -227,6 +242,9 @@ def run_training(
     if runner == "subprocess":
         _check_arguments(arguments)
 
+    # kfp warns that a task's base image is not a stock Python image: ours is the project
+    # image, whose Python environment is exactly this one.
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     error: str | None = None
     with (
         tempfile.TemporaryDirectory(prefix="kfops-spec-") as spec_dir,
@@ -239,7 +257,7 @@ def run_training(
         try:
             pipeline(**arguments)
         except RuntimeError as exc:  # kfp.local: "Task ... finished with status FAILURE"
-            error = str(exc)
+            error = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # kfp colours its messages
     record = tracking.load_run(registry_root, run_id)
     if error is not None:
         message = record.error or error

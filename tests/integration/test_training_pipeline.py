@@ -1,0 +1,81 @@
+"""The training pipeline end to end with kfp.local, twice, and the registry it leaves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kfops import tracking
+from kfops.datasets import default_data_path
+from kfops.local_runner import TrainingParams, run_training
+from kfops.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+
+def _params(registry: Path, **overrides: object) -> TrainingParams:
+    values: dict[str, object] = {
+        "data_uri": str(default_data_path()),
+        "target": "species",
+        "model_name": "penguins",
+        "registry_root": str(registry),
+        "thresholds": {"f1_macro": 0.6},
+    }
+    values.update(overrides)
+    return TrainingParams(**values)  # type: ignore[arg-type]
+
+
+def test_two_runs_register_versions_with_lineage_and_judge_against_champion(
+    tmp_path: Path,
+) -> None:
+    registry_root = tmp_path / "registry"
+    first = run_training(_params(registry_root))
+    assert first.status == "succeeded"
+    assert first.blessed is True
+    assert first.version == "v1"
+    assert first.metrics["f1_macro"] >= 0.9
+    assert any("no champion" in reason for reason in first.reasons)
+    assert first.aliases.get("champion") == "v1"
+
+    second = run_training(_params(registry_root))
+    assert second.version == "v2"
+    assert second.blessed is True
+    # Same data and seed: judged against v1 on the same rows, no regression.
+    assert any("champion v1" in reason for reason in second.reasons), second.reasons
+    assert second.aliases["champion"] == "v2"
+    assert second.fingerprint == first.fingerprint
+    assert second.model_sha256 == first.model_sha256  # deterministic training
+
+    registry = Registry(registry_root)
+    versions = registry.versions("penguins")
+    assert [v.version for v in versions] == ["v1", "v2"]
+    for version in versions:
+        registry.verify_dir(version.path)
+        files = set(version.manifest["files"])
+        assert {"model.joblib", "contract.json", "reference_profile.json", "metrics.json"} <= files
+        lineage = version.lineage
+        assert lineage["data_fingerprint"] == first.fingerprint
+        assert lineage["estimator"] == "logistic_regression"
+        assert lineage["blessing"]["blessed"] is True
+        assert lineage["run_id"] in {first.run_id, second.run_id}
+        assert "kfops" in str(lineage.get("code_version", lineage))
+
+    runs = tracking.list_runs(registry_root)
+    assert {r.run_id for r in runs} == {first.run_id, second.run_id}
+    assert all(r.status == "succeeded" for r in runs)
+    table = tracking.compare_table(runs)
+    assert first.run_id in table and "f1_macro" in table
+
+
+def test_rejected_model_changes_no_alias(tmp_path: Path) -> None:
+    registry_root = tmp_path / "registry"
+    run_training(_params(registry_root))
+    # An impossible threshold: the challenger is not blessed, nothing is registered.
+    rejected = run_training(_params(registry_root, thresholds={"log_loss": 0.0001}))
+    assert rejected.blessed is False
+    assert rejected.version is None
+    assert any("log_loss" in r and "fail" in r for r in rejected.reasons), rejected.reasons
+    registry = Registry(registry_root)
+    assert [v.version for v in registry.versions("penguins")] == ["v1"]
+    assert registry.get_alias("penguins", "champion") == "v1"
