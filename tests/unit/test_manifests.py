@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -255,3 +256,17 @@ def test_validator_rejects_what_a_cluster_would_reject() -> None:
     monitor["apiVersion"] = "monitoring.coreos.com/v9"
     with pytest.raises(AssertionError, match="no CRD schema"):
         validate_object(monitor)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_trigger_env_is_complete(overlay: str) -> None:
+    deploy = next(o for o in render(overlay) if o["kind"] == "Deployment")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    # $(VAR) in args must name a defined variable, or Kubernetes passes it through verbatim.
+    for ref in re.findall(r"\$\((\w+)\)", " ".join(container.get("args", []))):
+        assert ref in env, ref
+    assert env["KFOPS_KFP_HOST"].startswith(("http://", "https://"))
+    image = next(c["image"] for s in pod_specs(deploy) for c in s["containers"])
+    assert env["KFOPS_IMAGE"] == image  # runs it submits use the image it runs
+    assert env["KFOPS_TRAINING_DATA_URI"].startswith("s3://")
