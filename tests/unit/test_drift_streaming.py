@@ -46,9 +46,12 @@ def test_streaming_equals_batch_for_every_input_shape(reference: ReferenceProfil
         large.update({k: v.tolist() for k, v in frame.iloc[start : start + 500].items()})
     as_frame = StreamingDrift(reference, window_size=10_000)
     as_frame.update(frame)
+    server_form = StreamingDrift(reference, window_size=10_000)  # lists of python values
+    for start in range(0, 1_000, 10):
+        server_form.update({k: v.tolist() for k, v in frame.iloc[start : start + 10].items()})
 
     batch_scores = detect_drift(reference, expected).scores()
-    for stream in (one_by_one, small, large, as_frame):
+    for stream in (one_by_one, small, large, as_frame, server_form):
         assert stream.window() == expected
         assert stream.scores() == pytest.approx(batch_scores, abs=1e-12)
         assert stream.rows == 1_000
@@ -58,11 +61,12 @@ def test_streaming_equals_batch_for_every_input_shape(reference: ReferenceProfil
 
 def test_numpy_scalars_and_python_scalars_agree(reference: ReferenceProfile) -> None:
     frame = make_frame(300, 3)
-    a, b = StreamingDrift(reference), StreamingDrift(reference)
+    a, b, c = StreamingDrift(reference), StreamingDrift(reference), StreamingDrift(reference)
     for i in range(len(frame)):
         a.update({k: frame[k].iloc[i] for k in frame.columns})  # numpy scalars
         b.update({k: frame[k].to_numpy()[i : i + 1] for k in frame.columns})  # 1-row arrays
-    assert a.window() == b.window() == profile_window(frame, reference)
+        c.update({k: np.asarray(frame[k].to_numpy()[i]) for k in frame.columns})  # 0-d arrays
+    assert a.window() == b.window() == c.window() == profile_window(frame, reference)
 
 
 def test_tumbling_window_follows_recent_traffic(reference: ReferenceProfile) -> None:

@@ -190,7 +190,9 @@ class FeatureBins:
                     return null
                 try:
                     return lookup.get(value, other)
-                except TypeError:  # unhashable -> not a training value
+                except TypeError:  # unhashable: a 0-d array is unwrapped, else not a category
+                    if isinstance(value, np.ndarray) and value.ndim == 0:
+                        return categorical(value.item())
                     return other
 
             return categorical

@@ -6,8 +6,10 @@ each; when the newest sub-window is full the oldest is dropped, so scores follow
 feature, whatever the traffic. Binning (``FeatureBins.count``/``slot``), PSI and the verdict
 are the batch code from ``kfops.drift.profile``/``stats``/``report``.
 
-``update`` takes a pandas frame, or a mapping column -> numpy array/list (a batch), or a
-mapping column -> python scalar (one row). The one-row path avoids numpy and pandas calls.
+``update`` takes a pandas frame, or a mapping column -> numpy array/list (a batch, the model
+server passes lists of columns), or a mapping column -> scalar (one row; decided by the first
+value). Rows and small batches are binned value by value in python (``FeatureBins.slot``),
+which avoids numpy/pandas per-call overhead; large batches use ``FeatureBins.count``.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class StreamingDrift:
             return
         else:
             first = next(iter(data.values()))
-            single = isinstance(first, _SCALARS)
+            single = isinstance(first, _SCALARS) or np.ndim(first) == 0
             rows = 1 if single else len(first)
         if rows == 0:
             return
