@@ -9,6 +9,7 @@ body naming every bad field.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -48,6 +49,8 @@ class ServingOptions:
     access_log: bool = False
 
 
+LOAD_WAIT_SECONDS = 120.0
+
 # name -> predictor, for the ASGI middleware (current version label) in this process.
 _PREDICTORS: dict[str, KfopsPredictor] = {}
 
@@ -71,6 +74,7 @@ class KfopsPredictor(kserve.Model):
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         self._alias_stat: tuple[int, int, int] | None = None
+        self._loaded: threading.Event | None = None  # set in spawn workers (background load)
         _PREDICTORS[name] = self
 
     # --- loading and hot swap ------------------------------------------------------------------
@@ -186,7 +190,15 @@ class KfopsPredictor(kserve.Model):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("served", "_watcher", "_stop", "_http_client_instance", "_grpc_client_stub"):
+        drop = (
+            "served",
+            "_watcher",
+            "_stop",
+            "_loaded",
+            "_http_client_instance",
+            "_grpc_client_stub",
+        )
+        for key in drop:
             state.pop(key, None)
         return state
 
@@ -203,7 +215,20 @@ class KfopsPredictor(kserve.Model):
 
         quiet_logging(self.options.access_log)
         install_app_hooks()
-        self.load()
+        # kserve's parent pings each worker and kills one that does not answer within 5 s;
+        # unpickling happens before the worker can answer, so load (imports, sha256, unpickle)
+        # in the background. The parent already proved the version loads; requests that
+        # arrive meanwhile wait for it instead of failing.
+        self.ready = True
+        self._loaded = threading.Event()
+        threading.Thread(target=self._background_load, name="kfops-load", daemon=True).start()
+
+    def _background_load(self) -> None:
+        try:
+            self.load()
+        finally:
+            if self._loaded is not None:
+                self._loaded.set()
 
     # --- inference --------------------------------------------------------------------------------
 
@@ -216,6 +241,10 @@ class KfopsPredictor(kserve.Model):
         if verb != InferenceVerb.PREDICT:
             raise NotImplementedError("kfops models do not implement :explain")
         served = self.served
+        if served is None and self._loaded is not None and not self._loaded.is_set():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._loaded.wait, LOAD_WAIT_SECONDS)
+            served = self.served
         if served is None:
             from kserve.errors import ModelNotReady
 

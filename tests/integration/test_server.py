@@ -1,0 +1,540 @@
+"""The model server as a real process over HTTP: V1/V2, 4xx bodies, metrics (also through a real
+Prometheus), payload capture, a hypothesis fuzz of bad requests, hot swap under load, exact
+counts with --workers 2, and startup errors (port in use, tampered file, unknown alias)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kfops.registry import Registry
+from tests.conftest import free_port, require_binary
+from tests.unit.test_serving_fixtures import (
+    MODEL,
+    make_registry,
+    register_version,
+    tamper,
+    valid_row,
+)
+
+pytestmark = pytest.mark.integration
+
+JSON = {"content-type": "application/json"}
+MAX_ROWS = 50
+
+
+class Server:
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"server-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kfops.serving", "--port", str(self.port), *args],
+            stdout=open(self.log, "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
+        )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}: {self.output()}")
+            try:
+                if requests.get(f"{self.url}/v1/models/{MODEL}", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"server not ready after {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def v1(self, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
+        data = body if isinstance(body, bytes) else json.dumps(body)
+        return requests.post(
+            f"{self.url}/v1/models/{MODEL}:predict", data=data, headers=headers or JSON, timeout=30
+        )
+
+    def v2(self, body: Any) -> requests.Response:
+        data = body if isinstance(body, bytes) else json.dumps(body)
+        return requests.post(
+            f"{self.url}/v2/models/{MODEL}/infer", data=data, headers=JSON, timeout=30
+        )
+
+    def metrics(self) -> str:
+        return requests.get(f"{self.url}/metrics", timeout=10).text
+
+
+def sample_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture(scope="module")
+def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("server") / "registry"
+    make_registry(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(registry_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("served")
+    srv = Server(
+        tmp,
+        "--registry",
+        str(registry_root),
+        "--model",
+        MODEL,
+        "--capture",
+        str(tmp / "capture"),
+        "--max-rows",
+        str(MAX_ROWS),
+    )
+    srv.capture_dir = tmp / "capture"  # type: ignore[attr-defined]
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+# --- protocol ----------------------------------------------------------------------------------
+
+
+def test_v1_rows_objects_and_probabilities(server: Server) -> None:
+    row = valid_row()
+    r = server.v1({"instances": [list(row.values()), row], "parameters": {"probabilities": True}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["predictions"] == ["Adelie", "Adelie"] and body["model_version"] == "v1"
+    assert math.isclose(sum(body["probabilities"][0].values()), 1.0)
+
+
+def test_v2_tensor_and_named_inputs(server: Server) -> None:
+    row = valid_row()
+    tensor = {
+        "inputs": [{"name": "x", "shape": [1, 7], "datatype": "BYTES", "data": list(row.values())}],
+        "parameters": {"probabilities": True},
+    }
+    r = server.v2(tensor)
+    assert r.status_code == 200, r.text
+    outputs = {o["name"]: o for o in r.json()["outputs"]}
+    assert outputs["predict"]["data"] == ["Adelie"]
+    assert outputs["probabilities"]["shape"] == [1, 3]
+    named = {
+        "inputs": [
+            {
+                "name": k,
+                "shape": [1],
+                "datatype": "BYTES" if isinstance(v, str) else "FP64",
+                "data": [v],
+            }
+            for k, v in row.items()
+        ]
+    }
+    r = server.v2(named)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_version"] == "v1"
+
+
+def test_bad_requests_get_4xx_naming_each_field(server: Server) -> None:
+    bad = {**valid_row(), "island": "Atlantis", "body_mass_g": "heavy"}
+    r = server.v1({"instances": [bad]})
+    assert r.status_code == 422
+    fields = {e["field"]: e["reason"] for e in r.json()["errors"]}
+    assert fields == {
+        "instances[0].island": "out_of_domain",
+        "instances[0].body_mass_g": "wrong_type",
+    }
+    r = server.v1(b"{not json")
+    assert r.status_code == 400 and "error" in r.json()
+    r = server.v1({"instances": [valid_row()] * (MAX_ROWS + 1)})
+    assert r.status_code == 422 and r.json()["errors"][0]["reason"] == "batch_too_large"
+    r = server.v2({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]}]})
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "inputs['x'].shape"
+    r = server.v2({"inputs": [{"name": "x", "shape": "oops"}]})
+    assert r.status_code == 422 and r.json()["errors"]
+    assert requests.get(f"{server.url}/v1/models/{MODEL}", timeout=5).status_code == 200
+
+
+def test_metrics_on_metrics_endpoint(server: Server) -> None:
+    for _ in range(3):
+        assert server.v1({"instances": [valid_row()]}).status_code == 200
+    server.v1({"instances": [{**valid_row(), "sex": "other"}]})
+    deadline = time.monotonic() + 15
+    while True:
+        text = server.metrics()
+        if "kfops_feature_drift_psi{" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    ok = sample_value(text, "kfops_requests_total", model=MODEL, protocol="v1", status="200")
+    assert ok >= 3
+    assert sample_value(text, "kfops_validation_failures_total", reason="out_of_domain") >= 1
+    assert sample_value(text, "kfops_predictions_total", **{"class": "Adelie"}) >= 3
+    assert sample_value(text, "kfops_request_duration_seconds_count", model=MODEL) >= 4
+    sha = Registry(server_registry(server)).resolve(MODEL, "v1").model_sha256
+    assert sample_value(text, "kfops_model_info", version="v1", sha256=str(sha)) == 1
+    assert "kfops_feature_drift_psi{" in text and 'feature="bill_length_mm"' in text
+
+
+def server_registry(server: Server) -> Path:
+    args = server.proc.args
+    assert isinstance(args, list)
+    return Path(args[args.index("--registry") + 1])
+
+
+def test_payload_capture_files(server: Server) -> None:
+    r = server.v1(
+        {"instances": [valid_row(), valid_row()]}, headers={**JSON, "x-request-id": "cap-1"}
+    )
+    assert r.status_code == 200
+    capture_dir: Path = server.capture_dir  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and len(found) < 2:
+        found = [
+            json.loads(line)
+            for f in capture_dir.glob(f"{MODEL}/*/*-*-*.jsonl")
+            for line in f.read_text().splitlines()
+            if line.startswith('{"id":"cap-1:')
+        ]
+        time.sleep(0.2)
+    assert sorted(x["id"] for x in found) == ["cap-1:0", "cap-1:1"]
+    assert found[0]["features"] == valid_row() and found[0]["version"] == "v1"
+    assert set(found[0]["proba"]) == {"Adelie", "Chinstrap", "Gentoo"}
+
+
+# --- fuzz --------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+ROW = valid_row()
+NON_NULLABLE = ["island", "year"]
+DOMAINS = {"island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"]}
+
+
+@st.composite
+def bad_row(draw: st.DrawFn) -> Any:
+    row = dict(ROW)
+    kind = draw(st.sampled_from(["type", "domain", "missing", "unknown", "null", "length"]))
+    name = draw(st.sampled_from(list(ROW)))
+    if kind == "type":
+        if name in DOMAINS:
+            row[name] = draw(
+                st.lists(json_values, max_size=2)
+                | st.dictionaries(st.text(), json_values, max_size=2)
+                | st.integers()
+            )
+        else:
+            row[name] = draw(
+                st.text(max_size=6) | st.booleans() | st.lists(st.integers(), max_size=2)
+            )
+    elif kind == "domain":
+        field = draw(st.sampled_from(list(DOMAINS)))
+        row[field] = draw(st.text(max_size=10).filter(lambda s: s not in DOMAINS[field]))
+    elif kind == "missing":
+        del row[name]
+    elif kind == "unknown":
+        row[draw(st.text(min_size=1, max_size=8).filter(lambda s: s not in ROW))] = draw(
+            json_values
+        )
+    elif kind == "null":
+        row[draw(st.sampled_from(NON_NULLABLE))] = None
+    else:
+        values = list(ROW.values())
+        return draw(st.sampled_from([values[:-1], [*values, 1], []]))
+    return row
+
+
+@st.composite
+def bad_request(draw: st.DrawFn) -> tuple[str, bytes]:
+    kind = draw(st.sampled_from(["v1-row", "v1-any", "v1-bytes", "v2-any", "v2-tensor", "big"]))
+    if kind == "v1-row":
+        rows = [*draw(st.lists(st.just(ROW), max_size=3)), draw(bad_row())]
+        params = draw(st.none() | st.fixed_dictionaries({"probabilities": st.booleans()}))
+        body: dict[str, Any] = {"instances": draw(st.permutations(rows))}
+        if params is not None:
+            body["parameters"] = params
+        return "v1", json.dumps(body).encode()
+    if kind == "v1-any":
+        value = draw(json_values.filter(lambda v: not (isinstance(v, dict) and "instances" in v)))
+        return "v1", json.dumps(value).encode()
+    if kind == "v1-bytes":
+        return "v1", draw(st.binary(max_size=64).filter(lambda b: not b.strip().startswith(b"{")))
+    if kind == "v2-any":
+        return "v2", json.dumps(draw(json_values)).encode()
+    if kind == "v2-tensor":
+        tensor = {
+            "name": draw(st.text(max_size=6)),
+            "shape": draw(st.lists(st.integers(-2, 9), max_size=3)),
+            "datatype": draw(
+                st.sampled_from(["FP32", "FP64", "BYTES", "INT64", "BOOL", "FP16", "X"])
+            ),
+            "data": draw(st.lists(json_values, max_size=10)),
+        }
+        return "v2", json.dumps(
+            {"inputs": draw(st.lists(st.just(tensor), min_size=1, max_size=2))}
+        ).encode()
+    n = draw(st.integers(MAX_ROWS + 1, MAX_ROWS + 20))
+    return "v1", json.dumps({"instances": [ROW] * n}).encode()
+
+
+FUZZ_RESULTS: dict[int, int] = {}
+
+
+@settings(
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    database=None,
+)
+@given(request=bad_request())
+def test_fuzz_bad_requests_never_5xx(server: Server, request: tuple[str, bytes]) -> None:
+    protocol, data = request
+    r = server.v1(data) if protocol == "v1" else server.v2(data)
+    FUZZ_RESULTS[r.status_code] = FUZZ_RESULTS.get(r.status_code, 0) + 1
+    assert 400 <= r.status_code < 500, f"{r.status_code} for {data[:300]!r}: {r.text[:300]}"
+    assert "error" in r.json() or "detail" in r.json()
+
+
+def test_fuzz_ran_enough_and_server_still_ready(server: Server) -> None:
+    assert sum(FUZZ_RESULTS.values()) >= 1000, FUZZ_RESULTS
+    assert not any(code >= 500 for code in FUZZ_RESULTS)
+    assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200
+    assert server.v1({"instances": [valid_row()]}).status_code == 200
+    text = server.metrics()
+    assert sample_value(text, "kfops_requests_total", status="500") == 0
+
+
+# --- real Prometheus ---------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_the_server(server: Server, tmp_path: Path) -> None:
+    binary = require_binary("prometheus")
+    for _ in range(5):
+        server.v1({"instances": [valid_row()]})
+    server.v1({"instances": [{**valid_row(), "year": None}]})
+    expected = sample_value(server.metrics(), "kfops_requests_total", model=MODEL)
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: kfops\n    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
+    )
+    prom = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1/query"
+
+    def query(q: str) -> list[dict[str, Any]]:
+        return requests.get(api, params={"query": q}, timeout=5).json()["data"]["result"]
+
+    try:
+        deadline = time.monotonic() + 60
+        got = None
+        while time.monotonic() < deadline:
+            try:
+                result = query(f'sum(kfops_requests_total{{model="{MODEL}"}})')
+                got = float(result[0]["value"][1]) if result else None
+                if got == expected:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        assert got == expected
+        info = query("kfops_model_info == 1")
+        assert info and info[0]["metric"]["version"] == "v1" and info[0]["metric"]["sha256"]
+        failures = query('kfops_validation_failures_total{reason="null_not_allowed"}')
+        assert failures and float(failures[0]["value"][1]) >= 1
+        assert query("kfops_feature_drift_psi")
+        rate = "rate(kfops_request_duration_seconds_bucket[1m])"
+        p99 = f"histogram_quantile(0.99, sum by (le) ({rate}))"
+        assert query(p99) is not None
+    finally:
+        prom.terminate()
+        prom.wait(20)
+
+
+# --- hot swap -----------------------------------------------------------------------------------
+
+
+def test_hot_swap_under_load_has_no_failures(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    registry = make_registry(root)
+    srv = Server(tmp_path, "--registry", str(root), "--model", MODEL, "--poll-interval", "0.2")
+    try:
+        srv.wait_ready()
+        stop = threading.Event()
+        results: list[list[tuple[int, str]]] = [[], []]
+
+        def client(out: list[tuple[int, str]]) -> None:
+            with requests.Session() as session:
+                while not stop.is_set():
+                    try:
+                        r = session.post(
+                            f"{srv.url}/v1/models/{MODEL}:predict",
+                            data=json.dumps({"instances": [valid_row()]}),
+                            headers=JSON,
+                            timeout=30,
+                        )
+                        out.append((r.status_code, r.json().get("model_version", "")))
+                    except requests.RequestException as exc:
+                        out.append((0, str(exc)))
+
+        threads = [threading.Thread(target=client, args=(out,)) for out in results]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        register_version(root, estimator="decision_tree")
+        registry.set_alias(MODEL, "champion", "v2")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            v == "v2" for out in results for _, v in out[-5:]
+        ):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        every = [x for out in results for x in out]
+        assert every and all(code == 200 for code, _ in every), [x for x in every if x[0] != 200][
+            :5
+        ]
+        for out in results:
+            versions = [v for _, v in out]
+            assert versions[0] == "v1" and versions[-1] == "v2"
+            first_v2 = versions.index("v2")
+            assert set(versions[first_v2:]) == {"v2"}  # no flapping back
+        text = srv.metrics()
+        assert sample_value(text, "kfops_model_swaps_total", model=MODEL) == 1
+        assert sample_value(text, "kfops_model_info", version="v1") == 0
+        assert sample_value(text, "kfops_model_info", version="v2") == 1
+    finally:
+        srv.stop()
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+def test_workers_keep_counts_exact(registry_root: Path, tmp_path: Path) -> None:
+    srv = Server(
+        tmp_path,
+        "--registry",
+        str(registry_root),
+        "--model",
+        MODEL,
+        "--workers",
+        "2",
+        "--metrics-dir",
+        str(tmp_path / "prom"),
+    )
+    try:
+        srv.wait_ready()
+        ok = bad = 0
+        for i in range(40):  # a new connection each time: the kernel spreads them over workers
+            if i % 4 == 0:
+                assert srv.v1({"instances": [{**valid_row(), "island": "Mars"}]}).status_code == 422
+                bad += 1
+            else:
+                assert srv.v1({"instances": [valid_row()]}).status_code == 200
+                ok += 1
+        pids = {p.name.rsplit("_", 1)[-1] for p in (tmp_path / "prom").glob("counter_*.db")}
+        assert len(pids) >= 2, f"one worker only: {pids}"
+        for _ in range(3):  # every scrape, whichever worker answers, sees all of them
+            text = srv.metrics()
+            assert sample_value(text, "kfops_requests_total", model=MODEL, status="200") == ok
+            assert (
+                sample_value(text, "kfops_validation_failures_total", reason="out_of_domain") == bad
+            )
+            assert sample_value(text, "kfops_model_info", version="v1") == 1
+    finally:
+        srv.stop()
+
+
+# --- startup errors ------------------------------------------------------------------------------
+
+
+def run_server(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kfops.serving", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def test_port_in_use_is_a_clear_error(registry_root: Path, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        out = run_server(
+            tmp_path, "--registry", str(registry_root), "--model", MODEL, "--port", str(port)
+        )
+    assert out.returncode == 2
+    assert f"port {port} is already in use" in out.stderr
+
+
+def test_tampered_unknown_alias_and_missing_contract(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    registry = make_registry(root)
+    port = str(free_port())
+    out = run_server(
+        tmp_path, "--registry", str(root), "--model", MODEL, "--ref", "nope", "--port", port
+    )
+    assert out.returncode == 2 and "unknown version or alias 'nope'" in out.stderr
+    mv = register_version(root, without=("contract.json",))
+    out = run_server(tmp_path, "--model-dir", str(mv.path), "--port", port)
+    assert out.returncode == 2 and "contract.json" in out.stderr
+    tamper(registry.resolve(MODEL, "v1").path)
+    out = run_server(tmp_path, "--registry", str(root), "--model", MODEL, "--port", port)
+    assert out.returncode == 2 and "verification failed: model.joblib" in out.stderr
