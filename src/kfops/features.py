@@ -256,10 +256,24 @@ def split(
                 f"test_size={test_size} gives {n_test} test row(s) for {len(counts)} classes; "
                 "raise test_size so every class can appear in the test split"
             )
+        if len(data) - n_test < len(counts):
+            raise ConfigError(
+                f"test_size={test_size} leaves {len(data) - n_test} training row(s) for "
+                f"{len(counts)} classes; lower test_size so every class can be learned"
+            )
         stratify = y.astype(str)
     train, test = train_test_split(
         data, test_size=float(test_size), random_state=seed, stratify=stratify, shuffle=True
     )
+    if stratify is not None:
+        # Rounding can put all rows of a 2-row class into the test split at large test sizes.
+        missing = sorted(set(stratify) - set(stratify.loc[train.index]))
+        if missing:
+            raise DataError(
+                f"class {missing[0]!r} of target {contract.target.name!r} has too few rows to "
+                f"appear in the training split at test_size={test_size}; add rows or lower "
+                "test_size"
+            )
     return train, test
 
 

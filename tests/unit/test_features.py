@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from palmerpenguins import load_penguins
 
 from kfops.contract import coerce_frame, infer_contract
 from kfops.contract_model import Contract
 from kfops.datasets import MESSY_TARGET, make_messy
-from kfops.errors import ConfigError, DataError
+from kfops.errors import ConfigError, DataError, KfopsError
 from kfops.features import build_preprocessor, feature_frame, split
 
 
@@ -174,3 +176,31 @@ def test_split_of_messy_data_skips_null_targets() -> None:
     raw = make_messy(300)
     train, test = split(raw, messy_contract(raw))
     assert len(train) + len(test) == int(raw[MESSY_TARGET].notna().sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(st.integers(min_value=2, max_value=30), min_size=2, max_size=5),
+    seed=st.integers(min_value=0, max_value=2**31 - 1),
+)
+def test_split_partitions_labeled_rows_and_keeps_every_class(counts: list[int], seed: int) -> None:
+    labels = [f"k{i}" for i, n in enumerate(counts) for _ in range(n)]
+    df = pd.DataFrame({"x": np.arange(len(labels), dtype=float), "y": labels})
+    contract = Contract.from_dict(
+        {
+            "schema_version": 1,
+            "task": "classification",
+            "target": {"name": "y", "kind": "categorical", "classes": sorted(set(labels))},
+            "features": [{"name": "x", "kind": "numeric"}],
+        }
+    )
+    test_size = max(0.2, len(counts) / len(labels) + 0.01)
+    if test_size > 0.5:
+        with pytest.raises(KfopsError):
+            split(df, contract, test_size=test_size, seed=seed)
+        return
+    train, test = split(df, contract, test_size=test_size, seed=seed)
+    assert sorted([*train.index, *test.index]) == list(df.index)
+    assert set(train["y"]) == set(labels)  # every class (>= 2 rows) lands in training
+    again, _ = split(df, contract, test_size=test_size, seed=seed)
+    assert list(again.index) == list(train.index)
