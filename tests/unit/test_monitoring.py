@@ -20,6 +20,7 @@ from kfops.errors import ConfigError, DataError
 from kfops.io import write_json_atomic
 from kfops.monitoring import MonitoringPolicy, read_capture, read_labels, run_monitoring
 from kfops.registry import Registry
+from kfops.training import train as train_model
 
 MODEL = "synth"
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC).timestamp()
@@ -27,6 +28,10 @@ T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC).timestamp()
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
+    return make_registry(tmp_path)
+
+
+def make_registry(tmp_path: Path) -> Registry:
     """A registered champion with contract, reference profile and training metrics."""
     train = make_synthetic(2000, n_numeric=4, n_categorical=2, seed=1)
     contract = infer_contract(train, "target", "classification")
@@ -35,7 +40,7 @@ def registry(tmp_path: Path) -> Registry:
     contract.save(src / "contract.json")
     build_reference_profile(train, contract).save(src / "reference_profile.json")
     write_json_atomic(src / "metrics.json", {"accuracy": 0.9, "f1_macro": 0.9})
-    joblib.dump({"not": "used by monitoring"}, src / "model.joblib")
+    joblib.dump(train_model(train, contract, "logistic_regression"), src / "model.joblib")
     reg = Registry(tmp_path / "registry")
     files = {n: src / n for n in ("contract.json", "reference_profile.json", "metrics.json",
                                    "model.joblib")}  # fmt: skip

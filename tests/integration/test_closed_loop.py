@@ -1,0 +1,247 @@
+"""The closed loop, end to end, with real processes on 127.0.0.1:
+
+train a champion -> `kfops serve` -> normal traffic (no alert) -> traffic with planted drift ->
+Prometheus scrapes the server's drift gauges -> KfopsFeatureDrift fires -> Alertmanager calls
+`kfops trigger` -> a training run starts on the labelled captured traffic -> the challenger is
+validated and blessed (or rejected, with reasons) -> the champion alias moves -> the server
+switches to the new version.
+
+Also: `kfops monitor` pushes its figures to a real Pushgateway that Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from kfops.datasets import make_synthetic, write_table
+from kfops.registry import Registry
+from tests.conftest import free_port, require_binary
+from tests.integration._stack import (
+    firing_alerts,
+    get_json,
+    http,
+    metric_value,
+    query,
+    stack,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+MODEL = "synth"
+FEATURES = {"n_numeric": 4, "n_categorical": 2}
+DRIFTED = "num_01"
+
+
+def _predict(url: str, frame: pd.DataFrame, request_id: str) -> dict[str, Any]:
+    rows = frame.drop(columns=["target"]).to_dict("records")
+    req = json.dumps({"instances": rows}).encode()
+    import urllib.request
+
+    r = urllib.request.Request(
+        f"{url}/v1/models/{MODEL}:predict", data=req, method="POST",
+        headers={"Content-Type": "application/json", "X-Request-Id": request_id},
+    )  # fmt: skip
+    with urllib.request.urlopen(r, timeout=30) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())
+
+
+def _send(
+    url: str, frame: pd.DataFrame, prefix: str, labels: Path | None, batch: int = 250
+) -> None:
+    """Predict ``frame`` in batches with known request ids; write the late labels of each row."""
+    lines = []
+    for start in range(0, len(frame), batch):
+        part = frame.iloc[start : start + batch]
+        rid = f"{prefix}-{start // batch}"
+        out = _predict(url, part, rid)
+        assert len(out["predictions"]) == len(part)
+        lines += [json.dumps({"id": f"{rid}:{i}", "label": int(t)})
+                  for i, t in enumerate(part["target"])]  # fmt: skip
+    if labels is not None:
+        (labels / f"{prefix}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
+    for binary in ("prometheus", "prometheus-alertmanager"):
+        require_binary(binary)
+    from kfops.local_runner import TrainingParams, run_training
+
+    registry_root = tmp_path / "registry"
+    capture, labels = tmp_path / "capture", tmp_path / "labels"
+    labels.mkdir()
+    train = make_synthetic(3000, seed=1, **FEATURES)
+    write_table(train, tmp_path / "train.csv")
+
+    # Hop 0: a champion, trained by the real training pipeline (kfp.local).
+    first = run_training(TrainingParams(
+        data_uri=str(tmp_path / "train.csv"), target="target", task="classification",
+        model_name=MODEL, registry_root=str(registry_root),
+    ))  # fmt: skip
+    assert first.blessed and first.version == "v1", first
+    registry = Registry(registry_root)
+    if registry.get_alias(MODEL, "champion") is None:  # pipelines without a deploy step
+        from kfops.deploy import promote_local
+
+        promote_local(registry_root, MODEL, "v1")
+    assert registry.get_alias(MODEL, "champion") == "v1"
+
+    with stack(tmp_path) as s:
+        port = free_port()
+        server = s.start(
+            "server",
+            [sys.executable, "-m", "kfops", "serve", "--registry", str(registry_root),
+             "--name", MODEL, "--port", str(port), "--capture", str(capture),
+             "--poll-interval", "0.5"],
+            f"http://127.0.0.1:{port}", "/v1/models/" + MODEL, timeout=120,
+        )  # fmt: skip
+        trigger = s.trigger(
+            "--registry", str(registry_root), "--capture-dir", str(capture),
+            "--labels-dir", str(labels), "--window-hours", "1", "--cooldown", "3600",
+            env={"KFOPS_KFP_HOST": "", "KF_PIPELINES_ENDPOINT": ""},
+        )  # fmt: skip
+        am = s.alertmanager(trigger.url)
+        prom = s.prometheus({"kfops-serving": f"127.0.0.1:{port}"}, am.url, for_seconds=3)
+        procs = [server, trigger, am, prom]
+
+        # Hop 1: normal traffic -> drift gauges scraped, all small, no alert.
+        # (Labels of this traffic never arrive: the retraining set is the drifted traffic.)
+        _send(server.url, make_synthetic(2000, seed=2, **FEATURES), "normal", None)
+        psi = wait_for(
+            "drift gauges in Prometheus",
+            lambda: query(prom, f'kfops_feature_drift_psi{{model="{MODEL}",version="v1"}}'),
+            60, procs,
+        )  # fmt: skip
+        assert {r["metric"]["feature"] for r in psi} >= {"num_00", DRIFTED, "cat_00"}
+        time.sleep(5)  # longer than the shortened `for:`: a false alarm would fire now
+        assert not firing_alerts(prom, "KfopsFeatureDrift")
+        assert max(float(r["value"][1]) for r in query(prom, "kfops_feature_drift_psi")) < 0.2
+
+        # Hop 2: planted drift in one feature -> the alert fires for that feature only.
+        drifted = make_synthetic(6000, seed=3, drift={DRIFTED: 2.0}, **FEATURES)
+        _send(server.url, drifted, "drifted", labels)
+        alerts = wait_for("KfopsFeatureDrift to fire",
+                          lambda: firing_alerts(prom, "KfopsFeatureDrift"), 90, procs)  # fmt: skip
+        assert {a["labels"]["feature"] for a in alerts} == {DRIFTED}
+        assert alerts[0]["labels"]["model"] == MODEL
+        assert alerts[0]["labels"]["kfops_action"] == "retrain"
+
+        # Hop 3: Alertmanager -> trigger -> a local training run on the labelled window.
+        def started() -> Any:
+            st = get_json(f"{trigger.url}/status")["models"].get(MODEL)
+            return st if st and st["runs"] >= 1 else None
+
+        state = wait_for("the trigger to start a run", started, 60, procs)
+        assert state["runs"] == 1
+        run_id = state["last_run"]
+        assert "KfopsFeatureDrift{feature=num_01" in trigger.text()
+
+        # Hop 4: the run ends: validated, blessed (or rejected with reasons).
+        state = wait_for(
+            "the training run to finish",
+            lambda: (st := get_json(f"{trigger.url}/status")["models"][MODEL])["in_flight"] is None
+            and st,
+            600, procs, every=2,
+        )  # fmt: skip
+        assert state["last_outcome"] == "succeeded", state["last_detail"]
+        metrics = http("GET", f"{trigger.url}/metrics")[1].decode()
+        assert metric_value(metrics, "kfops_trigger_runs_total", outcome="started") == 1
+        from kfops import tracking
+
+        record = tracking.load_run(registry_root, run_id)
+        assert record.status == "succeeded"
+        # Trained on the fresh data: the labelled captured traffic of the last hour.
+        params = json.loads((registry_root / "runs" / run_id / "params.json").read_text())
+        data_uri = params["params"]["data_uri"]
+        assert f"retrain-data/{MODEL}/{run_id}.parquet" in data_uri
+        assert len(pd.read_parquet(data_uri)) == len(drifted)
+
+        if "rejected" in state["last_detail"]:
+            # A legitimate outcome; then the champion must stay and the reasons be given.
+            assert ":" in state["last_detail"], state["last_detail"]
+            assert registry.get_alias(MODEL, "champion") == "v1"
+            return
+
+        # Hop 5: blessed -> registered as v2 -> the champion alias moved -> the server swapped.
+        assert "blessed as v2" in state["last_detail"]
+        v2 = registry.resolve(MODEL, "v2")
+        assert v2.lineage["data_uri"].endswith(f"{run_id}.parquet")
+        wait_for("the champion alias to move",
+                 lambda: registry.get_alias(MODEL, "champion") == "v2", 60, procs)  # fmt: skip
+
+        def served_v2() -> bool:
+            text = http("GET", f"{server.url}/metrics")[1].decode()
+            return metric_value(text, "kfops_model_info", model=MODEL, version="v2") == 1.0
+
+        wait_for("the server to switch to v2", served_v2, 60, procs)
+        out = _predict(server.url, drifted.head(5), "after-swap")
+        assert len(out["predictions"]) == 5
+        text = http("GET", f"{server.url}/metrics")[1].decode()
+        assert metric_value(text, "kfops_model_info", model=MODEL, version="v1") == 0.0
+        # The new version's reference is the drifted data: its drift gauges are small.
+        _send(server.url, make_synthetic(2000, seed=4, drift={DRIFTED: 2.0}, **FEATURES),
+              "after", None)  # fmt: skip
+        wait_for(
+            "v2 drift gauges",
+            lambda: query(prom, f'kfops_feature_drift_psi{{model="{MODEL}",version="v2"}}'),
+            60, procs,
+        )  # fmt: skip
+        v2_psi = query(prom, f'kfops_feature_drift_psi{{model="{MODEL}",version="v2"}}')
+        assert max(float(r["value"][1]) for r in v2_psi) < 0.2
+
+
+def test_monitoring_job_pushes_to_the_pushgateway(tmp_path: Path, registry: Any) -> None:
+    """`kfops monitor` -> Pushgateway -> Prometheus; the stale-job rule sees a fresh job."""
+    require_binary("prometheus-pushgateway")
+    from kfops.cli import main
+    from tests.unit.test_monitoring import MODEL as UMODEL
+    from tests.unit.test_monitoring import T0, write_capture
+
+    capture = tmp_path / "capture"
+    write_capture(capture, make_synthetic(500, n_numeric=4, n_categorical=2, seed=6,
+                                          drift={"num_01": 1.5}))  # fmt: skip
+    with stack(tmp_path) as s:
+        pgw = s.pushgateway()
+        prom = s.prometheus({"pushgateway": pgw.url.split("://")[1]}, None)
+        code = main([
+            "monitor", "--model", UMODEL, "--registry", str(registry.root), "--capture-dir",
+            str(capture), "--start", str(T0), "--end", str(T0 + 3600), "--report-dir",
+            str(tmp_path / "report"), "--pushgateway", pgw.url, "--no-retrain",
+        ])  # fmt: skip
+        assert code == 0
+        text = http("GET", f"{pgw.url}/metrics")[1].decode()
+        assert (
+            metric_value(text, "kfops_monitoring_rows", job="kfops-monitoring", model=UMODEL) == 500
+        )
+        assert metric_value(text, "kfops_monitoring_retrain_required", model=UMODEL) == 1
+        assert metric_value(text, "kfops_monitoring_feature_drifted", feature="num_01") == 1
+        last = wait_for(
+            "Prometheus to scrape the pushed figures",
+            lambda: query(prom, "kfops_monitoring_last_success_timestamp_seconds"), 30, [pgw, prom],
+        )  # fmt: skip
+        assert last[0]["metric"]["job"] == "kfops-monitoring"
+        assert last[0]["metric"]["model"] == UMODEL
+        assert abs(float(last[0]["value"][1]) - time.time()) < 120
+        # The rule the stale-job alert uses is false for a job that just succeeded.
+        assert not query(
+            prom,
+            "time() - max by (model) (kfops_monitoring_last_success_timestamp_seconds) > 3 * 3600",
+        )
+        decay = wait_for("KfopsModelDecay", lambda: firing_alerts(prom, "KfopsModelDecay"), 30,
+                         [pgw, prom])  # fmt: skip
+        assert decay[0]["labels"]["model"] == UMODEL
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Any:
+    from tests.unit.test_monitoring import make_registry
+
+    return make_registry(tmp_path)
