@@ -15,17 +15,17 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import pandas as pd
-
-from kfops import blessing, contract, data, evaluation, features, tracking, training
-from kfops.contract import ValidationReport
+from kfops import tracking
 from kfops.contract_model import Contract
-from kfops.drift.profile import build_reference_profile
 from kfops.errors import ConfigError, ContractError, KfopsError
 from kfops.io import read_json, write_json_atomic, write_text_atomic
 from kfops.registry import ModelVersion, Registry
+
+if TYPE_CHECKING:  # each step imports only what it needs: a task process pays for its imports
+    from kfops import blessing, data, evaluation
+    from kfops.contract import ValidationReport
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -96,6 +96,8 @@ def parse_columns(text: str) -> list[str]:
 
 @recorded_step("extract")
 def extract_step(data_uri: str, snapshot_path: Path, ctx: RunContext) -> data.Fingerprint:
+    from kfops import data
+
     ctx.record("start", {"status": "running", "data_uri": data_uri})
     fp = data.extract(data_uri, Path(snapshot_path))
     ctx.record("extract", {"data_uri": data_uri, "fingerprint": fp.to_dict()})
@@ -136,6 +138,8 @@ def validate_step(
 ) -> ValidateResult:
     """Infer the new data's contract; when a champion exists, check the data against its
     contract too. Blocking violations raise ContractError with the whole report."""
+    from kfops import contract, data
+
     df = data.load_snapshot(snapshot_path)
     inferred = contract.infer_contract(df, target, task, drop=parse_columns(drop_columns))
     report = contract.validate(df, inferred)
@@ -193,6 +197,8 @@ def prepare_step(
     seed: int,
     ctx: RunContext,
 ) -> tuple[int, int]:
+    from kfops import data, features
+
     df = data.load_snapshot(snapshot_path)
     train_df, test_df = features.split(df, Contract.load(contract_path), test_size, seed)
     train_df.to_parquet(train_path, index=False)
@@ -216,6 +222,11 @@ def train_step(
     ctx: RunContext,
 ) -> dict[str, Any]:
     """Fit the sklearn Pipeline and build the drift reference profile from the same rows."""
+    import pandas as pd
+
+    from kfops import training
+    from kfops.drift.profile import build_reference_profile
+
     params = training.parse_params(params_json)
     the_contract = Contract.load(contract_path)
     train_df = pd.read_parquet(train_path)
@@ -240,6 +251,10 @@ def evaluate_step(
     evaluation_path: Path,
     ctx: RunContext,
 ) -> evaluation.Evaluation:
+    import pandas as pd
+
+    from kfops import evaluation, training
+
     the_contract = Contract.load(contract_path)
     result = evaluation.evaluate(
         training.load_model(model_path), pd.read_parquet(test_path), the_contract
@@ -262,6 +277,10 @@ def bless_step(
     ctx: RunContext,
 ) -> blessing.BlessingDecision:
     """Judge the challenger against the thresholds and the champion on the same test rows."""
+    import pandas as pd
+
+    from kfops import blessing, evaluation, training
+
     challenger = evaluation.Evaluation.from_dict(read_json(evaluation_path))
     policy = blessing.parse_policy(thresholds_json, max_regression, challenger.task)
     champion = champion_version(ctx.registry, model_name)
@@ -293,6 +312,8 @@ def register_step(
     ctx: RunContext,
 ) -> ModelVersion:
     """Register a blessed model as a new immutable version and point `challenger` at it."""
+    from kfops import evaluation
+
     metrics = evaluation.Evaluation.from_dict(read_json(evaluation_path)).metrics
     staging = Path(evaluation_path).with_name("metrics.json")
     write_json_atomic(staging, metrics)
