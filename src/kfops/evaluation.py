@@ -167,7 +167,8 @@ def _evaluate_classifier(
             roc = _roc(y_true, proba, model_classes)
             if len(model_classes) == 2:
                 metrics["roc_auc"] = roc["auc"]
-            else:
+            elif set(pd.unique(y)) == known:
+                # One-vs-rest AUC is undefined for a class absent from the test rows.
                 metrics["roc_auc"] = skm.roc_auc_score(
                     y_true, proba, multi_class="ovr", average="macro", labels=model_classes
                 )

@@ -169,3 +169,13 @@ def test_messy_binary_evaluation_and_integer_labels() -> None:
     ev = evaluate(train(train_df, contract, "decision_tree"), test_df, contract)
     assert ev.labels == [0, 1] and ev.roc is not None and ev.roc["positive_class"] == 1
     json.dumps(ev.to_dict(), allow_nan=False)
+
+
+def test_test_rows_missing_a_class_skip_only_undefined_metrics() -> None:
+    contract = penguin_contract()
+    train_df, test_df = split(load_penguins(), contract)
+    model = train(train_df, contract, "logistic_regression")
+    ev = evaluate(model, test_df[test_df["species"] != "Chinstrap"], contract)
+    assert "roc_auc" not in ev.metrics  # undefined for the absent class
+    assert {"accuracy", "f1_macro", "log_loss"} <= set(ev.metrics)
+    assert ev.roc is not None and ev.labels == ["Adelie", "Chinstrap", "Gentoo"]
