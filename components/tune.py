@@ -1,8 +1,13 @@
-"""Tune: Optuna ask-and-tell as pipeline tasks (init -> rounds of ask/trials/tell -> report).
+"""Tune: Optuna ask-and-tell as pipeline tasks.
+
+    tune_init (validate config, ask round 0) -> ParallelFor tune_trial -> Collected ->
+    tune_ask (tell round r-1, ask round r) -> ParallelFor tune_trial -> ... ->
+    tune_report (tell the last round, best params, Markdown report, metrics)
 
 The study travels between tasks as a JSON artifact; trials travel as JSON strings so integer
-parameters stay integers through ParallelFor and Collected on every runner. All logic is in
-``kfops.tuning``; see ``kfops.pipelines.tuning`` for how the tasks are wired.
+parameters stay integers through ParallelFor and Collected on every runner. Telling is folded
+into the next task because every task costs an interpreter start. All logic is in
+``kfops.tuning``; ``kfops.pipelines.tuning`` wires the tasks.
 """
 
 from kfops.components._image import IMAGE
@@ -23,19 +28,21 @@ def tune_init(
     timeout_s: float,
     cv_folds: int,
     study: Output[Artifact],
-):
+) -> list:
     from kfops import tuning
 
-    state = tuning.init_step(
+    trials = tuning.start_step(
         study.path, task, estimator, params_json, search_space, seed,
         n_rounds, trials_per_round, max_trials, timeout_s, cv_folds,
     )  # fmt: skip
-    study.metadata.update({"estimator": estimator, "metric": state.metric})
+    study.metadata.update({"estimator": estimator, "round": 0})
+    return trials
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def tune_ask(
     study_in: Input[Artifact],
+    results: list,
     round_index: int,
     n_rounds: int,
     trials_per_round: int,
@@ -43,7 +50,11 @@ def tune_ask(
 ) -> list:
     from kfops import tuning
 
-    return tuning.ask_step(study_in.path, study.path, round_index, n_rounds, trials_per_round)
+    trials = tuning.ask_step(
+        study_in.path, results, study.path, round_index, n_rounds, trials_per_round
+    )
+    study.metadata["round"] = round_index
+    return trials
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -59,27 +70,16 @@ def tune_trial(
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def tune_tell(
-    study_in: Input[Artifact],
-    results: list,
-    study: Output[Artifact],
-):
-    from kfops import tuning
-
-    state = tuning.tell_step(study_in.path, study.path, results)
-    study.metadata["trials"] = len(state.trials)
-
-
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def tune_report(
     study_in: Input[Artifact],
+    results: list,
     study: Output[Artifact],
     report: Output[Markdown],
     metrics: Output[Metrics],
 ) -> str:
     from kfops import tuning
 
-    best_params_json, info = tuning.report_step(study_in.path, study.path, report.path)
+    best_params_json, info = tuning.report_step(study_in.path, results, study.path, report.path)
     metrics.log_metric(f"tune_best_cv_{info['metric']}", float(info["best_value"]))
     metrics.log_metric("tune_trials", float(info["trials"]))
     metrics.log_metric("tune_failed_trials", float(info["failed"]))

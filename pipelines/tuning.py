@@ -1,5 +1,7 @@
-"""The tuning sub-pipeline: init -> rounds of (ask -> ParallelFor trials -> Collected -> tell)
--> report.
+"""The tuning sub-pipeline: rounds of ask -> ParallelFor trials -> Collected, then report.
+
+    init (validate, ask round 0) -> trials -> ask round 1 (tells round 0) -> trials -> ...
+    -> report (tells the last round)
 
 KFP has no loop that carries state from one iteration to the next, so rounds are unrolled when
 the pipeline is built: ``build_tune_pipeline(max_rounds, parallelism)`` returns a pipeline with
@@ -17,7 +19,7 @@ Used as a nested pipeline inside the training pipeline::
 from functools import cache
 from typing import Any, NamedTuple
 
-from kfops.components.tune import tune_ask, tune_init, tune_report, tune_tell, tune_trial
+from kfops.components.tune import tune_ask, tune_init, tune_report, tune_trial
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown
 
@@ -71,19 +73,22 @@ def build_tune_pipeline(
             max_trials=max_trials,
             timeout_s=timeout_s,
             cv_folds=cv_folds,
-        ).set_display_name("tune: validate search space")
+        ).set_display_name("tune: validate, ask round 0")
         # The study's start time is part of its output: a cached init would restart an old
         # clock, and a cached round would replay old trials. Tuning tasks always run.
         init.set_caching_options(False)
-        study = init.outputs["study"]
+        asked = init
+        results = None  # the previous round's trial results, told by the next task
         for r in range(max_rounds):
-            asked = tune_ask(
-                study_in=study,
-                round_index=r,
-                n_rounds=n_rounds,
-                trials_per_round=trials_per_round,
-            ).set_display_name(f"tune: ask round {r}")
-            asked.set_caching_options(False)
+            if r > 0:
+                asked = tune_ask(
+                    study_in=asked.outputs["study"],
+                    results=results,
+                    round_index=r,
+                    n_rounds=n_rounds,
+                    trials_per_round=trials_per_round,
+                ).set_display_name(f"tune: tell round {r - 1}, ask round {r}")
+                asked.set_caching_options(False)
             with dsl.ParallelFor(asked.outputs["Output"], parallelism=parallelism) as trial:
                 ran = tune_trial(
                     train=train,
@@ -92,12 +97,10 @@ def build_tune_pipeline(
                     trial=trial,
                 ).set_display_name(f"tune: trial (round {r})")
                 ran.set_caching_options(False)
-            told = tune_tell(
-                study_in=asked.outputs["study"], results=dsl.Collected(ran.output)
-            ).set_display_name(f"tune: tell round {r}")
-            told.set_caching_options(False)
-            study = told.outputs["study"]
-        report = tune_report(study_in=study).set_display_name("tune: report")
+            results = dsl.Collected(ran.output)
+        report = tune_report(study_in=asked.outputs["study"], results=results).set_display_name(
+            f"tune: tell round {max_rounds - 1}, report"
+        )
         report.set_caching_options(False)
         return TuneOutputs(
             best_params=report.outputs["Output"],

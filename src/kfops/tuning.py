@@ -602,7 +602,19 @@ def encode_trials(trials: list[TrialRecord], round_index: int) -> list[str]:
 # --- trials ------------------------------------------------------------------------------------
 
 
-def cv_scores(
+@dataclass
+class CVProblem:
+    """What every trial cross-validates: the model pipeline, data, folds and scorer."""
+
+    model: Any  # sklearn Pipeline(preprocess, model), unfitted
+    X: pd.DataFrame
+    y: pd.Series
+    cv: Any  # a seeded (Stratified)KFold: every trial sees the same folds
+    scoring: str  # sklearn scorer name (greater is better)
+    sign: float  # scorer value * sign = the metric in its own units
+
+
+def cv_problem(
     train_df: pd.DataFrame,
     contract: Contract,
     estimator: str,
@@ -611,13 +623,13 @@ def cv_scores(
     metric: str,
     folds: int = DEFAULT_CV_FOLDS,
     seed: int = 42,
-) -> list[float]:
-    """Cross-validated scores of ``metric`` (in its own units) on ``train_df`` only.
+) -> CVProblem:
+    """The cross-validation set-up on ``train_df`` only (the held-out test split never enters).
 
     The model is the same Pipeline(preprocess, model) that ``kfops.training.train`` fits, so a
-    trial scores exactly what would be trained. Folds are seeded: every trial sees the same ones.
+    trial scores exactly what would be trained.
     """
-    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+    from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.pipeline import Pipeline
 
     from kfops.errors import DataError
@@ -626,7 +638,7 @@ def cv_scores(
 
     if metric not in SCORERS:
         raise ConfigError(f"metric {metric!r} cannot be cross-validated; known: {sorted(SCORERS)}")
-    scorer, sign = SCORERS[metric]
+    scoring, sign = SCORERS[metric]
     data = drop_null_target(train_df, contract)
     X = feature_frame(data, contract)
     y = target_series(data, contract)
@@ -650,9 +662,28 @@ def cv_scores(
             ("model", make_estimator(contract.task, estimator, dict(params), seed=seed)),
         ]
     )
+    return CVProblem(model=model, X=X, y=y, cv=cv, scoring=scoring, sign=sign)
+
+
+def cv_scores(
+    train_df: pd.DataFrame,
+    contract: Contract,
+    estimator: str,
+    params: Mapping[str, Any],
+    *,
+    metric: str,
+    folds: int = DEFAULT_CV_FOLDS,
+    seed: int = 42,
+) -> list[float]:
+    """Cross-validated scores of ``metric`` (in its own units) on ``train_df`` only."""
+    from sklearn.model_selection import cross_val_score
+
+    p = cv_problem(train_df, contract, estimator, params, metric=metric, folds=folds, seed=seed)
     # error_score="raise": a failing fit must fail the trial, not hide as NaN.
-    raw = cross_val_score(model, X, y, scoring=scorer, cv=cv, n_jobs=1, error_score="raise")
-    return [float(sign * s) for s in raw]
+    raw = cross_val_score(
+        p.model, p.X, p.y, scoring=p.scoring, cv=p.cv, n_jobs=1, error_score="raise"
+    )
+    return [float(p.sign * s) for s in raw]
 
 
 def _error_text(exc: BaseException) -> str:
@@ -929,10 +960,14 @@ def tune_in_process(
 
 
 # --- pipeline steps (paths in, paths out: what the KFP components call) ------------------------
+#
+# Telling a round's results is folded into the next task (the next round's ask, or the report):
+# on kfp.local every task costs seconds of interpreter start and imports, so a round is
+# ask -> trials rather than ask -> trials -> tell, with the same study document in between.
 
 
-def init_step(
-    study_path: str | os.PathLike[str],
+def start_step(
+    study_out: str | os.PathLike[str],
     task: str,
     estimator: str,
     params_json: str = "",
@@ -943,8 +978,9 @@ def init_step(
     max_trials: int = 0,
     timeout_s: float = 0.0,
     cv_folds: int = DEFAULT_CV_FOLDS,
-) -> StudyState:
-    """Validate the configuration and write the empty study; config errors fail here, early."""
+) -> list[str]:
+    """Validate the configuration (config errors fail here, before any trial), start the study
+    and ask round 0. Returns the trial payloads for the ParallelFor."""
     from kfops.training import parse_params
 
     for name, value in (("n_rounds", n_rounds), ("trials_per_round", trials_per_round)):
@@ -961,19 +997,21 @@ def init_step(
         timeout_s=float(timeout_s),
         cv_folds=int(cv_folds),
     )
-    state.save(study_path)
-    return state
+    trials = ask(state, int(trials_per_round), 0, int(n_rounds))
+    state.save(study_out)
+    return encode_trials(trials, 0)
 
 
 def ask_step(
     study_in: str | os.PathLike[str],
+    results: Iterable[str],
     study_out: str | os.PathLike[str],
     round_index: int,
     n_rounds: int,
     trials_per_round: int,
 ) -> list[str]:
-    """One round's ask: the trial payloads for the ParallelFor (never empty, see encode_trials)."""
-    state = StudyState.load(study_in)
+    """Tell the previous round's results, then ask round ``round_index``."""
+    state = tell(StudyState.load(study_in), list(results))
     trials = ask(state, int(trials_per_round), int(round_index), int(n_rounds))
     state.save(study_out)
     return encode_trials(trials, int(round_index))
@@ -997,29 +1035,21 @@ def trial_step(
     return json.dumps(result, sort_keys=True)
 
 
-def tell_step(
-    study_in: str | os.PathLike[str],
-    study_out: str | os.PathLike[str],
-    results: Iterable[str],
-) -> StudyState:
-    state = tell(StudyState.load(study_in), list(results))
-    state.save(study_out)
-    return state
-
-
 def report_step(
     study_in: str | os.PathLike[str],
+    results: Iterable[str],
     study_out: str | os.PathLike[str],
     report_path: str | os.PathLike[str],
 ) -> tuple[str, dict[str, Any]]:
-    """Write the study and the Markdown report; return (best params JSON, summary).
+    """Tell the last round's results; write the final study and the Markdown report; return
+    (best params JSON, summary).
 
     Raises TuningError after writing both when no trial completed, so the pipeline stops before
     anything is trained or registered.
     """
     from kfops.io import write_text_atomic
 
-    state = StudyState.load(study_in)
+    state = tell(StudyState.load(study_in), list(results))
     state.save(study_out)
     write_text_atomic(report_path, render_report(state))
     params = best_params(state)  # raises when every trial failed

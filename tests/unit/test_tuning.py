@@ -1,7 +1,5 @@
 """kfops.tuning: search-space validation, ask/tell across (simulated) tasks, failures, budget."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Any
@@ -185,9 +183,9 @@ def test_all_trials_failing_is_a_clear_error_after_the_report(
     state = tuning.tell(state, [tuning.run_trial(p, state, train, contract) for p in payloads])
     state.save(tmp_path / "study.json")
     with pytest.raises(tuning.TuningError, match=r"all 2 tuning trial\(s\) of 'logistic_regr"):
-        tuning.report_step(tmp_path / "study.json", tmp_path / "out.json", tmp_path / "report.md")
+        tuning.report_step(tmp_path / "study.json", [], tmp_path / "out.json", tmp_path / "md")
     assert isinstance(tuning.TuningError("x"), KfopsError)
-    assert "no trial completed" in (tmp_path / "report.md").read_text()
+    assert "no trial completed" in (tmp_path / "md").read_text()
 
 
 def test_trial_budget_makes_later_rounds_no_ops(penguins: tuple[pd.DataFrame, Contract]) -> None:
@@ -268,3 +266,67 @@ def test_study_document_errors_are_clear(tmp_path: Path) -> None:
 def test_bad_budget_or_params_fail_before_any_trial(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         tuning.new_study("classification", "decision_tree", **kwargs)
+
+
+def test_pipeline_steps_pass_the_study_through_files(
+    tmp_path: Path, penguins: tuple[pd.DataFrame, Contract]
+) -> None:
+    """The exact calls the components make: start -> trials -> ask (tells) -> trials -> report."""
+    train, contract = penguins
+    train.to_parquet(tmp_path / "train")  # artifact paths have no suffix
+    contract.save(tmp_path / "contract")
+    payloads = tuning.start_step(
+        tmp_path / "s0", "classification", "decision_tree", '{"criterion": "gini"}', "",
+        seed=5, n_rounds=2, trials_per_round=2,
+    )  # fmt: skip
+    results = [
+        tuning.trial_step(tmp_path / "train", tmp_path / "contract", tmp_path / "s0", p)
+        for p in payloads
+    ]
+    payloads = tuning.ask_step(tmp_path / "s0", results, tmp_path / "s1", 1, 2, 2)
+    assert [json.loads(p)["number"] for p in payloads] == [2, 3]
+    results = [
+        tuning.trial_step(tmp_path / "train", tmp_path / "contract", tmp_path / "s1", p)
+        for p in payloads
+    ]
+    # A round past n_rounds is a no-op: one skip payload, nothing evaluated, nothing told.
+    skip = tuning.ask_step(tmp_path / "s1", results, tmp_path / "s2", 2, 2, 2)
+    assert [json.loads(p)["skip"] for p in skip] == [True]
+    skipped = [tuning.trial_step("/nonexistent", "/nonexistent", tmp_path / "s2", skip[0])]
+    best_json, info = tuning.report_step(tmp_path / "s2", skipped, tmp_path / "s3", tmp_path / "md")
+    best = json.loads(best_json)
+    assert best["criterion"] == "gini" and info["trials"] == 4 and info["complete"] == 4
+    final = tuning.StudyState.load(tmp_path / "s3")
+    assert [t.state for t in final.trials] == ["COMPLETE"] * 4
+    assert "# Tuning: decision_tree" in (tmp_path / "md").read_text()
+
+
+def test_sub_pipeline_compiles_with_unrolled_rounds_and_parallelism(tmp_path: Path) -> None:
+    from kfops.pipelines.tuning import build_tune_pipeline
+    from kfp import compiler, dsl
+    from kfp.dsl import Artifact, Dataset
+
+    tune = build_tune_pipeline(max_rounds=3, parallelism=2)
+
+    @dsl.component(base_image="python:3.11")
+    def source(train: dsl.Output[Dataset], contract: dsl.Output[Artifact]):
+        pass
+
+    @dsl.pipeline(name="wrapper")
+    def wrapper(estimator: str = "random_forest") -> str:
+        made = source()
+        tuned = tune(
+            train=made.outputs["train"],
+            contract=made.outputs["contract"],
+            task="classification",
+            estimator=estimator,
+        )
+        return tuned.outputs["best_params"]
+
+    out = tmp_path / "wrapper.yaml"
+    compiler.Compiler().compile(wrapper, str(out))
+    text = out.read_text()
+    assert text.count("parallelismLimit: 2") == 3  # one ParallelFor per unrolled round
+    for name in ("comp-tune-init", "comp-tune-ask", "comp-tune-trial", "comp-tune-report"):
+        assert name in text
+    assert "tune-ask-2" in text and "tune-ask-3" not in text  # rounds 1 and 2 ask; 0 is init
