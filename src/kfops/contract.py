@@ -350,6 +350,9 @@ def infer_contract(
     if len(df) == 0:
         raise DataError("the data has no rows")
     columns = [str(c) for c in df.columns]
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise DataError(f"duplicate column names {duplicated}: every column needs its own name")
     if target not in columns:
         raise DataError(f"target column {target!r} not found{_suggest(target, columns)}")
     drop = list(dict.fromkeys(drop))
@@ -745,21 +748,33 @@ def validate(
     *,
     check_target: bool = True,
     allow_all_null: bool = False,
-    allow_null_target: bool = False,
+    allow_null_target: bool = True,
 ) -> ValidationReport:
     """Check a raw frame against a contract; collect every problem (pandera, lazy).
 
     Errors (block training/scoring): empty frame, missing columns, values that cannot be
     coerced to the expected type, a column with only nulls (unless ``allow_all_null``, which a
-    model server scoring a single row wants), and with ``check_target`` nulls or unseen classes
-    in the target (``allow_null_target`` turns target nulls into a warning: training data whose
-    null-target rows ``drop_null_target`` will exclude). Warnings: unexpected columns, nulls in
-    columns that had none in training, values outside the training range and categories
-    outside the training domain.
+    model server scoring a single row wants), and with ``check_target`` unseen classes or
+    values that are not numbers in the target. Nulls in the target are a warning by default,
+    because training leaves those rows out (``drop_null_target``), as ``infer_contract`` does;
+    ``allow_null_target=False`` makes them an error (e.g. for labelled evaluation data).
+    Warnings: unexpected columns, nulls in columns that had none in training, values outside
+    the training range and categories outside the training domain.
     """
     report = ValidationReport(rows=len(df), columns=len(df.columns))
     if len(df) == 0:
         report.violations.append(Violation(None, "empty", "error", "the data has no rows"))
+        return report
+    duplicated = df.columns[df.columns.duplicated()].unique().tolist()
+    if duplicated:
+        report.violations.append(
+            Violation(
+                None,
+                "duplicate_columns",
+                "error",
+                f"duplicate column names {duplicated}: every column needs its own name",
+            )
+        )
         return report
     type_failures: list[Violation] = []
     frame = _coerce(df, contract, type_failures)

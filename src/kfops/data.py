@@ -223,7 +223,10 @@ def _read_csv(path: Path, label: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"data file {label} is empty") from exc
     except UnicodeDecodeError as exc:
-        raise DataError(f"{label} is not a readable text CSV ({exc.reason})") from exc
+        raise DataError(
+            f"{label} is not a readable text CSV ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8"
+        ) from exc
     except pd.errors.ParserError as exc:
         raise DataError(f"{label} is not a valid CSV: {str(exc).strip()}") from exc
     except (OSError, EOFError, ValueError) as exc:  # bad compression, ...

@@ -346,12 +346,12 @@ def test_penguins_validate_against_own_contract(
     report.raise_for_errors()  # no error
 
 
-def test_messy_training_data_is_ok_when_null_targets_allowed(
+def test_null_targets_warn_by_default_and_can_block(
     messy: pd.DataFrame, messy_contract: Contract
 ) -> None:
-    strict = validate(messy, messy_contract)
+    strict = validate(messy, messy_contract, allow_null_target=False)
     assert [v.rule for v in strict.errors] == ["target_null"]
-    relaxed = validate(messy, messy_contract, allow_null_target=True)
+    relaxed = validate(messy, messy_contract)
     assert relaxed.ok
     assert [(v.rule, v.severity) for v in relaxed.violations] == [("target_null", "warning")]
     assert validate(drop_null_target(messy, messy_contract), messy_contract).ok
@@ -371,7 +371,7 @@ def test_planted_violations_are_each_listed(
     bad.loc[40, "species"] = "Emperor"  # unseen class
     bad.loc[41:42, "species"] = None  # null targets
 
-    report = validate(bad, penguins_contract)
+    report = validate(bad, penguins_contract, allow_null_target=False)
     found = {(v.column, v.rule, v.severity, v.count) for v in report.violations}
     expected = {
         ("island", "missing_column", "error", 0),
@@ -514,7 +514,7 @@ def test_coerce_is_idempotent(messy: pd.DataFrame, messy_contract: Contract) -> 
     once = coerce_frame(messy, messy_contract)
     pd.testing.assert_frame_equal(coerce_frame(once, messy_contract), once)
     # A coerced frame validates exactly like the raw one.
-    assert validate(once, messy_contract, allow_null_target=True).ok
+    assert validate(once, messy_contract).ok
 
 
 def test_describe_regression() -> None:
@@ -523,3 +523,12 @@ def test_describe_regression() -> None:
     row = next(line for line in md.splitlines() if line.startswith("| target |"))
     assert row.startswith("| target | target (numeric) | 0 | -")
     assert "| cat_00 | categorical | 0 |" in md
+
+
+def test_duplicate_column_names(penguins: pd.DataFrame, penguins_contract: Contract) -> None:
+    dup = penguins.copy()
+    dup.columns = [*penguins.columns[:-1], "island"]
+    with pytest.raises(DataError, match=r"duplicate column names \['island'\]"):
+        infer_contract(dup, "species", "classification")
+    report = validate(dup, penguins_contract)
+    assert [v.rule for v in report.errors] == ["duplicate_columns"]

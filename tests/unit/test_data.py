@@ -124,7 +124,9 @@ def test_binary_file(tmp_path: Path) -> None:
 def test_undecodable_text(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes(b"name,city\n\xe9t\xe9,K\xf6ln\n")
-    with pytest.raises(DataError, match=r"latin\.csv is not a readable text CSV"):
+    with pytest.raises(
+        DataError, match=r"latin\.csv is not a readable text CSV \(.*\); save it as UTF-8"
+    ):
         read_table(path)
 
 
