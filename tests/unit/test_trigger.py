@@ -240,3 +240,70 @@ def test_metrics_exposition_names(setup: Any) -> None:
 def test_negative_cooldown_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cooldown"):
         RetrainTrigger(Launcher(), cooldown=-1)
+
+
+def test_kubeflow_launcher_submits_and_follows_the_run(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook becomes a Kubeflow run: against a replay of the v2beta1 API (kfp.Client)."""
+    import copy
+    from http.server import ThreadingHTTPServer
+
+    from kfops.submit import KfpTarget
+    from kfops.trigger import KubeflowLauncher
+    from tests.unit.test_submit import FIXTURES, Replay, _handler
+
+    for var in ("KFOPS_KFP_HOST", "KF_PIPELINES_ENDPOINT", "KFOPS_KFP_TOKEN",
+                "KFOPS_KFP_TOKEN_FILE", "KFOPS_KFP_NAMESPACE"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # kfp.Client writes ~/.config/kfp
+    exchanges = json.loads((FIXTURES / "submit_run_wait.json").read_text())["exchanges"]
+    # submit (healthz x2, experiment, run) and then, from the worker thread, a new client
+    # (healthz) polling the run to SUCCEEDED.
+    exchanges = [*exchanges[:5], copy.deepcopy(exchanges[0]), *exchanges[5:]]
+    replay = Replay(exchanges)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(replay))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    replay.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        launcher = KubeflowLauncher(
+            KfpTarget.resolve(replay.url, environ={}), "gs://bucket/fresh.parquet",
+            "/mnt/registry", training_target="target", task="classification",
+            poll_seconds=0.01,
+        )  # fmt: skip
+        trigger = RetrainTrigger(launcher, cooldown=600)
+        status, body = trigger.handle(notification(alert()))
+        assert status == 200, body
+        assert body["decisions"][0]["run_id"] == "5c2d9a10-run"
+        assert trigger.wait_idle(30)
+        state = trigger.status()["models"]["m"]
+        assert state["last_outcome"] == "succeeded", state
+        assert "SUCCEEDED" in state["last_detail"]
+        run_body = replay.requests[4].json()
+        params = run_body["runtime_config"]["parameters"]
+        assert params["data_uri"] == "gs://bucket/fresh.parquet"
+        assert params["model_name"] == "m" and params["target"] == "target"
+        assert run_body["display_name"] == "kfops-retrain-m"
+        assert replay.calls() == replay.expected_calls()
+        trigger.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_config_errors_are_one_line(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kfops.cli import main
+
+    for var in ("KFOPS_KFP_HOST", "KF_PIPELINES_ENDPOINT", "KFOPS_RETRAIN_DATA_URI",
+                "KFOPS_LABELS_DIR", "KFOPS_TRIGGER_COOLDOWN"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+    reg = ["--registry", str(tmp_path / "reg")]
+    assert main(["trigger", *reg, "--kfp-host", "http://kfp:8888"]) == 2
+    assert "--data-uri (or KFOPS_RETRAIN_DATA_URI) is required" in capsys.readouterr().err
+    assert main(["trigger", *reg]) == 2
+    assert "local retraining needs --data-uri" in capsys.readouterr().err
+    monkeypatch.setenv("KFOPS_TRIGGER_COOLDOWN", "soon")
+    assert main(["trigger", *reg, "--data-uri", "x.csv"]) == 2
+    assert "KFOPS_TRIGGER_COOLDOWN: expected seconds, got 'soon'" in capsys.readouterr().err

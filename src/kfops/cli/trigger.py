@@ -31,7 +31,10 @@ def register(sub: Any) -> None:
         type=float,
         help="seconds between two runs of the same model (KFOPS_TRIGGER_COOLDOWN, default 3600)",
     )
-    p.add_argument("--data-uri", help="train on this data (required with Kubeflow)")
+    p.add_argument(
+        "--data-uri",
+        help="train on this data (KFOPS_RETRAIN_DATA_URI; required with Kubeflow)",
+    )
     p.add_argument("--capture-dir", help="payload capture root (KFOPS_CAPTURE_DIR)")
     p.add_argument(
         "--labels-dir",
@@ -46,8 +49,15 @@ def register(sub: Any) -> None:
     p.add_argument("--kfp-namespace", help="Kubeflow namespace (KFOPS_KFP_NAMESPACE)")
     p.add_argument("--token-file", help="KFP service-account token file (KFOPS_KFP_TOKEN_FILE)")
     p.add_argument("--image", help="project image for Kubeflow runs (KFOPS_IMAGE)")
-    p.add_argument("--target", help="target column for Kubeflow runs (default: the champion's)")
-    p.add_argument("--task", choices=("classification", "regression"))
+    p.add_argument(
+        "--target",
+        help="target column for Kubeflow runs (KFOPS_TRAINING_TARGET; default: the champion's)",
+    )
+    p.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="task for Kubeflow runs (KFOPS_TRAINING_TASK; default: the champion's)",
+    )
     p.set_defaults(func=run)
 
 
@@ -61,33 +71,47 @@ def build_trigger(args: argparse.Namespace) -> Any:
         capture_dir=args.capture_dir,
         image=args.image,
     )
+    data_uri = args.data_uri or _env("KFOPS_RETRAIN_DATA_URI")
+    training_target = args.target or _env("KFOPS_TRAINING_TARGET")
+    task = args.task or _env("KFOPS_TRAINING_TASK")
+    if task not in (None, "classification", "regression"):
+        raise ConfigError(
+            f"KFOPS_TRAINING_TASK: expected classification or regression, got {task!r}"
+        )
     launcher: Any
     if settings.kfp_host:
         from kfops.submit import KfpTarget
 
-        if not args.data_uri:
-            raise ConfigError("--data-uri is required when runs go to Kubeflow (--kfp-host)")
+        if not data_uri:
+            raise ConfigError(
+                "--data-uri (or KFOPS_RETRAIN_DATA_URI) is required when runs go to Kubeflow"
+            )
         target = KfpTarget.resolve(
             settings.kfp_host, settings.kfp_namespace, token_file=args.token_file
         )
         launcher = KubeflowLauncher(
             target,
-            args.data_uri,
+            data_uri,
             settings.registry_root,
-            training_target=args.target,
-            task=args.task,
+            training_target=training_target,
+            task=task,
             image=settings.image,
         )
     else:
         launcher = LocalLauncher(
             settings.registry_root,
-            data_uri=args.data_uri,
+            data_uri=data_uri,
             capture_dir=settings.capture_dir,
             labels_dir=args.labels_dir,
             window_hours=args.window_hours,
             runner=args.runner,
         )
     return RetrainTrigger(launcher, cooldown=_cooldown(args.cooldown))
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
 
 
 def _cooldown(flag: float | None) -> float:
