@@ -161,7 +161,12 @@ def validate_step(
         },
     )
     if not report.ok:
-        raise ContractError(f"data violates {against}:\n{report.to_markdown()}", report=report)
+        # One line for the terminal; the whole table is in the run record and the task log.
+        print(report.to_markdown(), file=sys.stderr)
+        details = "; ".join(v.message for v in report.errors)
+        raise ContractError(
+            f"data violates {against} ({len(report.errors)} errors): {details}", report=report
+        )
     inferred.save(contract_path)
     return ValidateResult(
         contract=inferred,
