@@ -9,29 +9,34 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
-# Lets scripts/build-image.sh prune this stage's leftover image (legacy builder keeps it).
-LABEL kfops.stage=build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python3 -m venv /opt/venv
 COPY docker/certs/ /tmp/certs/
+# Extra CA files (docker/certs/*.crt|*.pem) join the base's bundle for pip: PIP_CERT below.
+RUN set -eu; \
+    extra="$(find /tmp/certs -maxdepth 1 -type f \( -name '*.crt' -o -name '*.pem' \))"; \
+    if [ -n "$extra" ]; then cat /etc/ssl/certs/ca-certificates.crt $extra > /tmp/pip-ca.pem; fi
 COPY constraints.txt pyproject.toml README.md ./
-COPY src/ src/
-COPY components/ components/
-COPY pipelines/ pipelines/
+# Dependencies first, in their own layer: a code change rebuilds only the small layer below.
 # Runtime dependencies only (no dev extra), pinned by constraints.txt: kfp here is exactly
 # the version that compiles the specs, so components run with install_kfp_package=False.
 RUN set -eu; \
-    extra="$(find /tmp/certs -maxdepth 1 -type f \( -name '*.crt' -o -name '*.pem' \))"; \
-    if [ -n "$extra" ]; then \
-        cat /etc/ssl/certs/ca-certificates.crt $extra > /tmp/pip-ca.pem; \
-        export PIP_CERT=/tmp/pip-ca.pem; \
-    fi; \
-    /opt/venv/bin/pip install --no-compile -c constraints.txt . ; \
-    # Byte-compile once here so each task does not pay for it at start-up (root fs is read-only
-    # on the cluster); drop test suites that ship inside wheels.
+    if [ -f /tmp/pip-ca.pem ]; then export PIP_CERT=/tmp/pip-ca.pem; fi; \
+    python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt; \
+    /opt/venv/bin/pip install --no-compile -c constraints.txt -r /tmp/requirements.txt; \
+    # Test suites shipped inside wheels are dead weight at run time.
     find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + ; \
-    /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib > /dev/null; \
+    /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib > /dev/null
+COPY src/ src/
+COPY components/ components/
+COPY pipelines/ pipelines/
+# Byte-compiled here: the root filesystem is read-only on the cluster, and each task would
+# otherwise pay for compiling at start-up.
+RUN set -eu; \
+    if [ -f /tmp/pip-ca.pem ]; then export PIP_CERT=/tmp/pip-ca.pem; fi; \
+    /opt/venv/bin/pip install --no-deps --no-compile . ; \
+    /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3*/site-packages/kfops > /dev/null; \
     /opt/venv/bin/python -c "import kfops.cli, kfp, kserve, sklearn, scipy.stats, pandas, \
 pyarrow.parquet, pandera, optuna, matplotlib, prometheus_client"; \
     /opt/venv/bin/kfops --version

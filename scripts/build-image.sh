@@ -30,7 +30,6 @@ fi
 start=$(date +%s)
 docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" \
     -t "$IMAGE" .
-docker image prune -f --filter label=kfops.stage=build >/dev/null
 echo "image $IMAGE (base $BASE_IMAGE) built in $(($(date +%s) - start)) s"
 docker image inspect "$IMAGE" --format '{{.Size}}' |
     awk -v img="$IMAGE" '{printf "image %s size %.0f MB\n", img, $1 / 1e6}'
