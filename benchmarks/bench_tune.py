@@ -16,6 +16,7 @@ scores at least (c) and takes at most 1.5x the wall time of (b).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -112,15 +113,17 @@ def run_pipeline(
         raise_on_error=True,
     )
     pipeline = make_bench_pipeline(rounds)
+    log = work / "pipeline.log"  # kfp.local streams every task's log to stdout
     start = time.perf_counter()
-    run = pipeline(
-        train_path=str(train_path),
-        contract_path=str(contract_path),
-        task=contract.task,
-        estimator=estimator,
-        trials_per_round=per_round,
-        seed=seed,
-    )
+    with open(log, "w") as fh, contextlib.redirect_stdout(fh):
+        run = pipeline(
+            train_path=str(train_path),
+            contract_path=str(contract_path),
+            task=contract.task,
+            estimator=estimator,
+            trials_per_round=per_round,
+            seed=seed,
+        )
     elapsed = time.perf_counter() - start
     state = tuning.StudyState.load(run.outputs["study"].path)
     return (

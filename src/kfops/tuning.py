@@ -643,7 +643,9 @@ def cv_problem(
     X = feature_frame(data, contract)
     y = target_series(data, contract)
     if contract.task == "classification":
-        y = y.astype(object)
+        # Integer labels must stay integers: sklearn calls an object array of ints "unknown"
+        # and the stratified splitter refuses it. String labels stay object.
+        y = y.astype(object).infer_objects()
         smallest = int(y.astype(str).value_counts().min())
         n_splits = min(folds, smallest)
         if n_splits < 2:

@@ -1,11 +1,14 @@
-"""The tuning sub-pipeline under kfp.local's SubprocessRunner, wrapped in a tiny pipeline.
+"""The tuning sub-pipeline under kfp.local, wrapped in a tiny pipeline.
 
-Real tasks, real artifacts: prepare penguins -> tune (2 rounds x 2 trials, parallelism 2).
+Real tasks, real artifacts: prepare penguins -> tune (2 rounds x 2 trials, parallelism 2), with
+the SubprocessRunner and (e2e, when the project image is built) the DockerRunner.
 """
 
 import json
+import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from kfp import dsl, local
 from kfp.dsl import Artifact, Dataset, Output
 
 from kfops.datasets import default_data_path
+from tests.conftest import require, require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +142,43 @@ def test_all_trials_failing_fails_the_pipeline_with_a_clear_error(subprocess_run
         failing_penguins(data_uri=str(subprocess_runner / "penguins.csv"), search_space=space)
     # Every trial ran and failed; the report task is the one that stops the run.
     assert "Inner task failed: 'tune-report'" in _plain(str(info.value))
+
+
+def _image_has_current_tuning(image: str) -> bool:
+    check = "import kfops.tuning as t; assert hasattr(t, 'start_step') and t.SPACES_FILE.exists()"
+    try:
+        done = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", image, "python", "-c", check],
+            capture_output=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@pytest.mark.e2e
+def test_sub_pipeline_runs_in_the_project_image_with_docker_runner(tmp_path: Path) -> None:
+    require_binary("docker")
+    require(_image_has_current_tuning(IMAGE), f"image {IMAGE} with this kfops.tuning (make image)")
+    # DockerRunner mounts only the pipeline root: the data must live inside it.
+    root = tmp_path / "pipeline-root"
+    root.mkdir()
+    shutil.copy(default_data_path(), root / "penguins.csv")
+    local.init(
+        runner=local.DockerRunner(
+            user=f"{os.getuid()}:{os.getgid()}",
+            environment={"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"},
+        ),
+        pipeline_root=str(root),
+        raise_on_error=True,
+    )
+    run = tuned_penguins(
+        data_uri=str(root / "penguins.csv"),
+        estimator="decision_tree",
+        search_space="max_depth: {low: 2, high: 6}\nmin_samples_leaf: [1, 5]",
+        params_json="{}",
+    )
+    study = json.loads(Path(run.outputs["study"].path).read_text())
+    assert [t["state"] for t in study["trials"]] == ["COMPLETE"] * 4
+    assert set(json.loads(run.outputs["best_params"])) == {"max_depth", "min_samples_leaf"}

@@ -240,6 +240,13 @@ def test_regression_minimises_rmse_and_report_has_importances() -> None:
     assert rounds[1]["best_so_far"] == best.value
 
 
+def test_integer_class_labels_cross_validate() -> None:
+    df = make_synthetic(300, n_numeric=3, n_categorical=1, task="classification", seed=1)
+    contract = infer_contract(df, "target", "classification")
+    scores = tuning.cv_scores(df, contract, "decision_tree", {}, metric="f1_macro")
+    assert len(scores) == 3 and all(0.5 < s <= 1.0 for s in scores)
+
+
 def test_too_few_trials_for_importances_is_said_not_crashed() -> None:
     state = tuning.new_study("regression", "ridge")
     assert tuning.param_importances(state) is None
