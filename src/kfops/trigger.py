@@ -170,9 +170,17 @@ class LocalLauncher:
 
     def wait(self, request: RetrainRequest, handle: str) -> RunOutcome:
         from kfops.monitoring import retrain
+        from kfops.tracking import record_step
 
         with self._lock:
             data_uri = self.training_data(request)
+            # Why this run exists, next to what it did (kfops.tracking run record).
+            record_step(
+                self.registry_root,
+                handle,
+                "trigger",
+                {"model": request.model, "alerts": list(request.alerts), "data_uri": data_uri},
+            )
             summary = retrain(
                 request.model, self.registry_root, data_uri, runner=self.runner, run_id=handle
             )

@@ -163,6 +163,9 @@ def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
         data_uri = params["params"]["data_uri"]
         assert f"retrain-data/{MODEL}/{run_id}.parquet" in data_uri
         assert len(pd.read_parquet(data_uri)) == len(drifted)
+        why = json.loads((registry_root / "runs" / run_id / "trigger.json").read_text())
+        assert why["alerts"] == [f"KfopsFeatureDrift{{feature={DRIFTED},version=v1}}"]
+        assert why["data_uri"] == data_uri
 
         if "rejected" in state["last_detail"]:
             # A legitimate outcome; then the champion must stay and the reasons be given.
