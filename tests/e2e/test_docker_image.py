@@ -7,15 +7,20 @@ KFOPS_REQUIRE_INTEGRATION=1.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import kfp
 import pytest
+import requests
+import yaml
 
 from kfops import __version__
-from tests.conftest import require
+from tests.conftest import REPO_ROOT, free_port, require
 
 IMAGE = f"kfops:{__version__}"
 
@@ -70,25 +75,80 @@ def test_image_is_tagged_with_the_package_version(image: str) -> None:
     assert out.stdout.split() == [__version__, "1000:1000"]
 
 
-def test_docker_runner_matches_subprocess_runner(image: str, tmp_path: Path) -> None:
-    """Same data, same seed: the same metrics and the same model bytes in both runners."""
+@pytest.fixture(scope="module")
+def trained(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The training pipeline under both runners: same data, same seed."""
     from kfops import datasets
     from kfops.local_runner import TrainingParams, run_training
 
-    summaries = {}
+    root = tmp_path_factory.mktemp("runners")
+    out: dict[str, Any] = {}
     for runner in ("subprocess", "docker"):
+        registry = root / runner / "registry"
         params = TrainingParams(
             data_uri=str(datasets.default_data_path()),
             target="species",
             model_name="penguins",
-            registry_root=str(tmp_path / runner / "registry"),
+            registry_root=str(registry),
             seed=7,
         )
-        summaries[runner] = run_training(params, runner=runner, image=image)
-    sub, dock = summaries["subprocess"], summaries["docker"]
+        out[runner] = (run_training(params, runner=runner, image=image), registry)
+    return out
+
+
+def test_docker_runner_matches_subprocess_runner(trained: dict[str, Any]) -> None:
+    """Same data, same seed: the same metrics and the same model bytes in both runners."""
+    sub, dock = trained["subprocess"][0], trained["docker"][0]
     assert sub.status == dock.status == "succeeded"
     assert sub.blessed is True and dock.blessed is True
     assert sub.version == dock.version == "v1"
     assert sub.fingerprint == dock.fingerprint
     assert sub.metrics and sub.metrics == dock.metrics
     assert sub.model_sha256 is not None and sub.model_sha256 == dock.model_sha256
+
+
+def test_image_serves_the_model_as_the_inferenceservice_runs_it(
+    image: str, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """The predictor container exactly as manifests/ declares it: command, args, uid 1000,
+    read-only root, the version directory mounted read-only at /mnt/models."""
+    summary, registry = trained["docker"]
+    models = tmp_path / "models"
+    shutil.copytree(registry / "models" / "penguins" / "versions" / summary.version, models)
+    for path in [models, *models.rglob("*")]:  # what a storage initializer leaves: readable
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    isvc = yaml.safe_load((REPO_ROOT / "manifests/base/serving/inferenceservice.yaml").read_text())
+    container = isvc["spec"]["predictor"]["containers"][0]
+    port = free_port()
+    name = f"kfops-predictor-{port}"
+    started = _docker(
+        "run", "-d", "--rm", "--name", name, "--read-only", "--tmpfs", "/tmp",
+        "--tmpfs", "/var/lib/kfops/capture:uid=1000", "-v", f"{models}:/mnt/models:ro",
+        "-p", f"127.0.0.1:{port}:8080", image, *container["command"], *container["args"],
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        model = next(a.split("=", 1)[1] for a in container["args"] if "model_name" in a)
+        base = f"http://127.0.0.1:{port}/v1/models/{model}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(base, timeout=1).status_code == 200:
+                    break
+            time.sleep(0.5)
+        else:
+            logs = _docker("logs", name).stderr[-2000:]
+            pytest.fail(f"predictor not ready within 60 s: {logs}")
+        row = {
+            "island": "Biscoe", "bill_length_mm": 48.6, "bill_depth_mm": 16.0,
+            "flipper_length_mm": 230.0, "body_mass_g": 5800.0, "sex": "male", "year": 2008,
+        }  # fmt: skip
+        resp = requests.post(f"{base}:predict", json={"instances": [row]}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["predictions"] == ["Gentoo"]
+        bad = requests.post(f"{base}:predict", json={"instances": [{"island": 3}]}, timeout=10)
+        assert 400 <= bad.status_code < 500, bad.text
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "kfops_" in metrics
+    finally:
+        _docker("rm", "-f", name)
