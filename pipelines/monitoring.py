@@ -5,6 +5,7 @@ window logic once, locally. Paths and URIs are string parameters (kfp.local take
 inputs).
 """
 
+from kfops.components._image import IMAGE
 from kfops.components.monitor import monitor
 from kfops.pipelines.training import training_pipeline
 from kfp import dsl
@@ -31,6 +32,14 @@ def monitoring_pipeline(
     push_job: str = "kfops-monitoring",
     retrain_data_uri: str = "",
     retrain: bool = True,
+    # Passed to the retraining run (see pipelines/training.py).
+    thresholds_json: str = "{}",
+    max_regression: float = 0.01,
+    deploy_target: str = "local",
+    namespace: str = "kfops",
+    canary_percent: int = 0,
+    serving_image: str = IMAGE,
+    storage_root: str = "pvc://kfops-registry",
 ):
     checked = monitor(
         model_name=model_name,
@@ -58,5 +67,12 @@ def monitoring_pipeline(
             task=checked.outputs["task"],
             estimator=checked.outputs["estimator"],
             params_json=checked.outputs["params_json"],
+            thresholds_json=thresholds_json,
+            max_regression=max_regression,
+            deploy_target=deploy_target,
+            namespace=namespace,
+            canary_percent=canary_percent,
+            serving_image=serving_image,
+            storage_root=storage_root,
             run_id=checked.outputs["run_id"],
         ).set_display_name("retrain")
