@@ -120,6 +120,31 @@ def thin_curve(*arrays: np.ndarray, max_points: int = MAX_ROC_POINTS) -> list[np
     return [a[idx] for a in arrays]
 
 
+def label_metrics(
+    y_true: Any, predicted: Any, labels: list[Any] | None = None
+) -> dict[str, float]:
+    """Metrics that need only predicted labels (shared with monitoring's late-label windows)."""
+    macro: dict[str, Any] = {"average": "macro", "zero_division": 0, "labels": labels}
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, predicted)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, predicted)),
+        "f1_macro": float(skm.f1_score(y_true, predicted, **macro)),
+        "precision_macro": float(skm.precision_score(y_true, predicted, **macro)),
+        "recall_macro": float(skm.recall_score(y_true, predicted, **macro)),
+    }
+
+
+def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Regression metrics; undefined ones (r2 on one row) are left out, never NaN."""
+    metrics = {
+        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, predicted))),
+        "mae": float(skm.mean_absolute_error(y_true, predicted)),
+        "r2": float(skm.r2_score(y_true, predicted)) if len(y_true) >= 2 else float("nan"),
+        "mape": float(skm.mean_absolute_percentage_error(y_true, predicted)),
+    }
+    return {k: v for k, v in metrics.items() if math.isfinite(v)}
+
+
 def evaluate(model: Any, test_df: pd.DataFrame, contract: Contract) -> Evaluation:
     """Evaluate a fitted Pipeline (raw feature columns in) on ``test_df``."""
     data = drop_null_target(test_df, contract)
@@ -144,13 +169,7 @@ def _evaluate_classifier(
         if label not in labels:
             labels.append(label)
     y_true = y.to_numpy()
-    metrics: dict[str, float] = {
-        "accuracy": skm.accuracy_score(y_true, predicted),
-        "balanced_accuracy": skm.balanced_accuracy_score(y_true, predicted),
-        "f1_macro": skm.f1_score(y_true, predicted, average="macro", zero_division=0),
-        "precision_macro": skm.precision_score(y_true, predicted, average="macro", zero_division=0),
-        "recall_macro": skm.recall_score(y_true, predicted, average="macro", zero_division=0),
-    }
+    metrics = label_metrics(y_true, predicted)
     matrix = skm.confusion_matrix(y_true, predicted, labels=labels)
     roc: dict[str, Any] | None = None
     # Probability metrics need every test label to be one the model knows (a champion trained
@@ -216,13 +235,7 @@ def _evaluate_regressor(model: Any, X: pd.DataFrame, y: pd.Series) -> Evaluation
     if not np.all(np.isfinite(predicted)):
         raise DataError("the model produced non-finite predictions on the test data")
     residuals = y_true - predicted
-    metrics = {
-        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, predicted))),
-        "mae": float(skm.mean_absolute_error(y_true, predicted)),
-        "r2": float(skm.r2_score(y_true, predicted)) if len(y_true) >= 2 else float("nan"),
-        "mape": float(skm.mean_absolute_percentage_error(y_true, predicted)),
-    }
-    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    metrics = regression_metrics(y_true, predicted)
     summary = {
         "mean": float(residuals.mean()),
         "std": float(residuals.std()),

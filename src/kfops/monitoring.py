@@ -322,21 +322,14 @@ def window_metrics(joined: pd.DataFrame, contract: Contract) -> dict[str, float]
     """Evaluation metrics (kfops.evaluation names) of captured predictions vs late labels."""
     from sklearn import metrics as skm
 
+    from kfops.evaluation import label_metrics, regression_metrics
+
     if contract.task == "regression":
         y_true = pd.to_numeric(joined["label"], errors="coerce")
         y_pred = pd.to_numeric(joined["prediction"], errors="coerce")
         ok = y_true.notna() & y_pred.notna()
         yt, yp = y_true[ok].to_numpy(float), y_pred[ok].to_numpy(float)
-        if len(yt) == 0:
-            return {}
-        out = {
-            "rmse": float(np.sqrt(skm.mean_squared_error(yt, yp))),
-            "mae": float(skm.mean_absolute_error(yt, yp)),
-            "mape": float(skm.mean_absolute_percentage_error(yt, yp)),
-        }
-        if len(yt) >= 2:
-            out["r2"] = float(skm.r2_score(yt, yp))
-        return out
+        return regression_metrics(yt, yp) if len(yt) else {}
     classes = contract.target.classes
     yt_s = _cast_like(joined["label"], classes)
     yp_s = _cast_like(joined["prediction"], classes)
@@ -344,18 +337,7 @@ def window_metrics(joined: pd.DataFrame, contract: Contract) -> dict[str, float]
     yt, yp = yt_s[ok].astype(str).to_numpy(), yp_s[ok].astype(str).to_numpy()
     if len(yt) == 0:
         return {}
-    labels = sorted(set(yt) | set(yp))
-    out = {
-        "accuracy": float(skm.accuracy_score(yt, yp)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(yt, yp)),
-        "f1_macro": float(skm.f1_score(yt, yp, average="macro", labels=labels, zero_division=0)),
-        "precision_macro": float(
-            skm.precision_score(yt, yp, average="macro", labels=labels, zero_division=0)
-        ),
-        "recall_macro": float(
-            skm.recall_score(yt, yp, average="macro", labels=labels, zero_division=0)
-        ),
-    }
+    out = label_metrics(yt, yp, labels=sorted(set(yt) | set(yp)))
     probas = joined["proba"][ok]
     if classes and probas.map(lambda p: isinstance(p, dict)).all():
         names = [str(c) for c in classes]
