@@ -25,8 +25,10 @@ RUN set -eu; \
     if [ -f /tmp/pip-ca.pem ]; then export PIP_CERT=/tmp/pip-ca.pem; fi; \
     python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt; \
     /opt/venv/bin/pip install --no-compile -c constraints.txt -r /tmp/requirements.txt; \
-    # Test suites shipped inside wheels are dead weight at run time.
+    # Dead weight at run time: test suites, C/Cython sources and headers shipped in wheels.
     find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + ; \
+    find /opt/venv/lib -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \
+        -o -name '*.c' -o -name '*.cpp' -o -name '*.h' -o -name '*.hpp' \) -delete; \
     /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib > /dev/null
 COPY src/ src/
 COPY components/ components/

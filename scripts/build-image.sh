@@ -19,6 +19,14 @@ if ! docker info >/dev/null 2>&1; then
     echo "error: no Docker daemon answers (docker info failed): start dockerd or Docker Desktop" >&2
     exit 2
 fi
+case "$BASE_IMAGE" in
+    kfops-base:*)
+        if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+            echo "error: base image $BASE_IMAGE not found: run make base-image, or set BASE_IMAGE (e.g. python:3.11-slim-bookworm)" >&2
+            exit 2
+        fi
+        ;;
+esac
 if [ -n "${PIP_CA_BUNDLE:-}" ]; then
     if [ ! -f "$PIP_CA_BUNDLE" ]; then
         echo "error: PIP_CA_BUNDLE=$PIP_CA_BUNDLE is not a file" >&2
