@@ -35,9 +35,16 @@ if [ -n "${PIP_CA_BUNDLE:-}" ]; then
     cp "$PIP_CA_BUNDLE" docker/certs/extra-ca.crt
 fi
 
+previous="$(docker image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)"
 start=$(date +%s)
 docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" \
     -t "$IMAGE" .
+# The image this tag named before is now untagged: remove it so rebuilds do not pile up
+# (the build cache lives in other layers and stays).
+current="$(docker image inspect "$IMAGE" --format '{{.Id}}')"
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    docker rmi "$previous" >/dev/null 2>&1 || true
+fi
 echo "image $IMAGE (base $BASE_IMAGE) built in $(($(date +%s) - start)) s"
 docker image inspect "$IMAGE" --format '{{.Size}}' |
     awk -v img="$IMAGE" '{printf "image %s size %.0f MB\n", img, $1 / 1e6}'
