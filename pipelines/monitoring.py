@@ -7,8 +7,8 @@ inputs).
 
 from kfops.components._image import IMAGE
 from kfops.components.monitor import monitor
-from kfops.pipelines.training import training_pipeline
-from kfp import dsl
+from kfops.pipelines.training import CLUSTER_REGISTRY_ROOT, REGISTRY_MOUNT_PATH, training_pipeline
+from kfp import dsl, kubernetes
 
 PIPELINE_NAME = "kfops-monitoring"
 
@@ -22,8 +22,8 @@ PIPELINE_NAME = "kfops-monitoring"
 )
 def monitoring_pipeline(
     model_name: str,
-    registry_root: str,
-    capture_uri: str,
+    registry_root: str = CLUSTER_REGISTRY_ROOT,
+    capture_uri: str = f"{REGISTRY_MOUNT_PATH}/capture",
     labels_uri: str = "",
     window_hours: float = 24.0,
     window_end: str = "",
@@ -39,7 +39,8 @@ def monitoring_pipeline(
     namespace: str = "kfops",
     canary_percent: int = 0,
     serving_image: str = IMAGE,
-    storage_root: str = "pvc://kfops-registry",
+    storage_root: str = "pvc://kfops-registry/registry",
+    registry_pvc: str = "kfops-registry",
 ):
     checked = monitor(
         model_name=model_name,
@@ -54,6 +55,7 @@ def monitoring_pipeline(
         retrain_data_uri=retrain_data_uri,
     ).set_display_name("monitor window")
     checked.set_caching_options(False)  # every scheduled run must look at fresh traffic
+    kubernetes.mount_pvc(checked, pvc_name=registry_pvc, mount_path=REGISTRY_MOUNT_PATH)
 
     with (
         dsl.If(retrain == True, name="retraining enabled"),  # noqa: E712
@@ -74,5 +76,6 @@ def monitoring_pipeline(
             canary_percent=canary_percent,
             serving_image=serving_image,
             storage_root=storage_root,
+            registry_pvc=registry_pvc,
             run_id=checked.outputs["run_id"],
         ).set_display_name("retrain")

@@ -14,9 +14,13 @@ from kfops.components.prepare import prepare
 from kfops.components.register import register
 from kfops.components.train import train
 from kfops.components.validate import validate
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 PIPELINE_NAME = "kfops-training"
+# On a cluster every step mounts the registry PVC here (kfp-kubernetes; ignored by kfp.local),
+# and KServe mounts the same PVC: storageUri pvc://<registry_pvc>/registry/models/<m>/versions/<v>.
+REGISTRY_MOUNT_PATH = "/mnt/kfops"
+CLUSTER_REGISTRY_ROOT = f"{REGISTRY_MOUNT_PATH}/registry"
 
 
 @dsl.pipeline(
@@ -27,7 +31,7 @@ def training_pipeline(
     data_uri: str,
     target: str,
     model_name: str,
-    registry_root: str,
+    registry_root: str = CLUSTER_REGISTRY_ROOT,
     task: str = "classification",
     estimator: str = "logistic_regression",
     params_json: str = "{}",
@@ -40,13 +44,15 @@ def training_pipeline(
     namespace: str = "kfops",
     canary_percent: int = 0,
     serving_image: str = IMAGE,
-    storage_root: str = "pvc://kfops-registry",
+    storage_root: str = "pvc://kfops-registry/registry",
+    registry_pvc: str = "kfops-registry",
     run_id: str = "",
 ):
     job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     run_ids = {"run_id": run_id, "job_id": job_id}
     run = {"registry_root": registry_root, **run_ids}
 
+    tasks = []
     extracted = extract(data_uri=data_uri, **run).set_display_name("extract")
     validated = validate(
         snapshot=extracted.outputs["snapshot"],
@@ -103,7 +109,7 @@ def training_pipeline(
             decision=blessed.outputs["decision"],
             **run,
         ).set_display_name("register")
-        deploy(
+        deployed = deploy(
             model_name=model_name,
             version=registered.output,
             registry_root=registry_root,
@@ -114,3 +120,7 @@ def training_pipeline(
             storage_root=storage_root,
             **run_ids,
         ).set_display_name("deploy")
+        tasks += [registered, deployed]
+    tasks += [extracted, validated, prepared, trained, evaluated, blessed]
+    for task in tasks:
+        kubernetes.mount_pvc(task, pvc_name=registry_pvc, mount_path=REGISTRY_MOUNT_PATH)

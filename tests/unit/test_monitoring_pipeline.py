@@ -17,8 +17,10 @@ def test_monitoring_pipeline_compiles(tmp_path: Path) -> None:
     from kfops.pipelines.compile import compile_pipeline
 
     path = compile_pipeline("monitoring", tmp_path / "monitoring.yaml", "kfops:0.1.0")
-    spec = yaml.safe_load(path.read_text())
+    # Two documents: the pipeline spec, then the Kubernetes platform spec (the registry PVC).
+    spec, platform = yaml.safe_load_all(path.read_text())
     assert spec["pipelineInfo"]["name"] == "kfops-monitoring"
+    assert "/mnt/kfops" in str(platform) and "registry_pvc" in str(platform)
     tasks = spec["root"]["dag"]["tasks"]
     assert "monitor" in tasks
     params = spec["root"]["inputDefinitions"]["parameters"]
