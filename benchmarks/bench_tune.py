@@ -16,6 +16,8 @@ scores at least (c) and takes at most 1.5x the wall time of (b).
 """
 
 import argparse
+import atexit
+import builtins
 import contextlib
 import json
 import os
@@ -113,9 +115,14 @@ def run_pipeline(
         raise_on_error=True,
     )
     pipeline = make_bench_pipeline(rounds)
-    log = work / "pipeline.log"  # kfp.local streams every task's log to stdout
+    # kfp.local streams every task's log to stdout; a logging handler it leaves behind keeps
+    # writing to the redirected stream later, so the file stays open until exit.
+    log = open(work / "pipeline.log", "w")  # noqa: SIM115
+    atexit.register(log.close)
+    # kfp.local's parallel tasks can leave builtins.print patched with an indent: restore it.
+    original_print = builtins.print
     start = time.perf_counter()
-    with open(log, "w") as fh, contextlib.redirect_stdout(fh):
+    with contextlib.redirect_stdout(log):
         run = pipeline(
             train_path=str(train_path),
             contract_path=str(contract_path),
@@ -125,6 +132,7 @@ def run_pipeline(
             seed=seed,
         )
     elapsed = time.perf_counter() - start
+    builtins.print = original_print
     state = tuning.StudyState.load(run.outputs["study"].path)
     return (
         float(tuning.best_trial(state).value or 0.0),
