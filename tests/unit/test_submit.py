@@ -177,10 +177,13 @@ def test_submit_and_wait_sends_the_recorded_requests(kfp_replay: Any, package: P
     run_body = replay.requests[4].json()
     assert run_body["experiment_id"] == "0b8e3f6a-exp"
     assert run_body["display_name"] == "nightly"
-    assert run_body["pipeline_spec"]["pipelineInfo"]["name"] == "kfops-training"
+    # A spec with a platform part (the registry PVC) is sent as {pipeline_spec, platform_spec}.
+    sent = run_body["pipeline_spec"]
+    assert sent["pipeline_spec"]["pipelineInfo"]["name"] == "kfops-training"
+    assert "pvcMount" in str(sent["platform_spec"])
     images = {
         e["container"]["image"]
-        for e in run_body["pipeline_spec"]["deploymentSpec"]["executors"].values()
+        for e in sent["pipeline_spec"]["deploymentSpec"]["executors"].values()
     }
     assert images == {"kfops:0.1.0"}
     assert run_body["runtime_config"]["parameters"]["seed"] == 7
@@ -220,7 +223,7 @@ def test_cli_submit_compiles_submits_waits_and_prints_url(
     assert "authorization" not in replay.requests[0].headers
     assert f"run details: {replay.url}/#/runs/details/5c2d9a10-run" in text
     assert "run 5c2d9a10-run finished: SUCCEEDED" in text
-    spec = yaml.safe_load(out.read_text())
+    spec = next(yaml.safe_load_all(out.read_text()))
     assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {
         "kfops:9.9.9"
     }
@@ -262,7 +265,7 @@ def test_cli_schedule_with_token_file(
     assert body["mode"] == "ENABLE"
     assert int(body["max_concurrency"]) == 1
     assert body["no_catchup"] is True
-    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "kfops-training"
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "kfops-training"
     assert f"{replay.url}/#/recurringrun/details/9f1e77c2-rr" in text
 
 
