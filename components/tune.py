@@ -27,13 +27,14 @@ def tune_init(
     max_trials: int,
     timeout_s: float,
     cv_folds: int,
+    max_rounds: int,
     study: Output[Artifact],
 ) -> list:
     from kfops import tuning
 
     trials = tuning.start_step(
         study.path, task, estimator, params_json, search_space, seed,
-        n_rounds, trials_per_round, max_trials, timeout_s, cv_folds,
+        n_rounds, trials_per_round, max_trials, timeout_s, cv_folds, max_rounds,
     )  # fmt: skip
     study.metadata.update({"estimator": estimator, "round": 0})
     return trials

@@ -73,6 +73,7 @@ def build_tune_pipeline(
             max_trials=max_trials,
             timeout_s=timeout_s,
             cv_folds=cv_folds,
+            max_rounds=max_rounds,
         ).set_display_name("tune: validate, ask round 0")
         # The study's start time is part of its output: a cached init would restart an old
         # clock, and a cached round would replay old trials. Tuning tasks always run.

@@ -980,14 +980,23 @@ def start_step(
     max_trials: int = 0,
     timeout_s: float = 0.0,
     cv_folds: int = DEFAULT_CV_FOLDS,
+    max_rounds: int = 0,
 ) -> list[str]:
     """Validate the configuration (config errors fail here, before any trial), start the study
-    and ask round 0. Returns the trial payloads for the ParallelFor."""
+    and ask round 0. Returns the trial payloads for the ParallelFor.
+
+    ``max_rounds`` is the number of rounds the pipeline was compiled with (0: unchecked).
+    """
     from kfops.training import parse_params
 
     for name, value in (("n_rounds", n_rounds), ("trials_per_round", trials_per_round)):
         if not _is_int(value) or value < 1:
             raise ConfigError(f"tuning {name} must be a positive integer, got {value!r}")
+    if max_rounds and n_rounds > max_rounds:
+        raise ConfigError(
+            f"tuning n_rounds={n_rounds} but the pipeline was compiled with {max_rounds} "
+            "round(s); compile with more rounds or ask for fewer"
+        )
     state = new_study(
         task,
         estimator,

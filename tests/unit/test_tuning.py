@@ -240,6 +240,14 @@ def test_regression_minimises_rmse_and_report_has_importances() -> None:
     assert rounds[1]["best_so_far"] == best.value
 
 
+def test_more_rounds_than_compiled_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="n_rounds=4 but the pipeline was compiled with 3"):
+        tuning.start_step(
+            tmp_path / "s", "regression", "ridge", n_rounds=4, trials_per_round=2, max_rounds=3
+        )
+    assert not (tmp_path / "s").exists()
+
+
 def test_integer_class_labels_cross_validate() -> None:
     df = make_synthetic(300, n_numeric=3, n_categorical=1, task="classification", seed=1)
     contract = infer_contract(df, "target", "classification")
