@@ -225,7 +225,13 @@ def run_training(
         run_id,
         "params",
         {
-            "params": {k: v for k, v in arguments.items() if k not in ("run_id", "registry_root")},
+            # The data shows as its fingerprint; params keeps what a person chooses.
+            "params": {
+                k: v
+                for k, v in arguments.items()
+                if k not in ("run_id", "registry_root", "data_uri", "model_name")
+            },
+            "data_uri": params.data_uri,
             "runner": runner,
             "model": params.model_name,
             "estimator": params.estimator,
