@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
     serve.add_argument(
         "--registry",
         default=None,
-        help="registry root (default: KFOPS_REGISTRY_ROOT or ~/.kfops/registry)",
+        help="registry root (default: KFOPS_REGISTRY_ROOT or ./.kfops/registry)",
     )
     serve.add_argument(
         "--name",
