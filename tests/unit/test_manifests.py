@@ -8,8 +8,10 @@ KFOPS_CRDS_DIR), with unknown fields treated as errors, as `kubectl apply --vali
 
 from __future__ import annotations
 
+import argparse
 import copy
 import functools
+import inspect
 import os
 import re
 import shutil
@@ -22,12 +24,28 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from kfops.pipelines import training
 
 from kfops import __version__
+from kfops.cli import build_parser
+from kfops.cli.trigger import build_trigger
+from kfops.serving.server import add_serving_arguments
+from kfops.trigger import KubeflowLauncher
 from tests.conftest import REPO_ROOT, require
 
 MANIFESTS = REPO_ROOT / "manifests"
 OVERLAYS = ["base", "overlays/kind", "overlays/production"]
+# Where kfops runs: the namespace of the pipeline pods, as the registry PVC must be there too.
+# KFP standalone (kind) runs them in its own namespace; multi-user Kubeflow in the profile's.
+NAMESPACE = {"base": "kfops", "overlays/kind": "kubeflow", "overlays/production": "kfops"}
+# The training pipeline's cluster defaults (pipelines/training.py) the manifests must match.
+PIPELINE_DEFAULTS = {
+    k: v.default
+    for k, v in inspect.signature(training.training_pipeline.pipeline_func).parameters.items()
+}
+PVC = PIPELINE_DEFAULTS["registry_pvc"]
+# The penguins CSV inside the image (its venv is /opt/venv, Python 3.11).
+IMAGE_PENGUINS = "/opt/venv/lib/python3.11/site-packages/palmerpenguins/data/penguins.csv"
 # Prometheus Operator kinds whose CRDs are not among the shared schemas (the operator's
 # bundle that scripts/kind-up.sh applies installs them): checked for presence, not schema.
 NO_SHARED_CRD = {
@@ -146,7 +164,10 @@ def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
 def test_overlay_objects_validate(overlay: str) -> None:
     objects = render(overlay)
     kinds = {o["kind"] for o in objects}
-    assert {"Namespace", "InferenceService", "Deployment", "Service", "PrometheusRule"} <= kinds
+    assert {"PersistentVolumeClaim", "Deployment", "Service", "PrometheusRule"} <= kinds
+    # On kind, KFP owns the namespace and the pipeline creates the InferenceService.
+    if overlay != "overlays/kind":
+        assert {"Namespace", "InferenceService"} <= kinds
     for obj in objects:
         where = NO_SHARED_CRD.get((obj["apiVersion"], obj["kind"]))
         if where is not None:
@@ -172,7 +193,9 @@ def test_everything_is_namespaced_and_least_privilege(overlay: str) -> None:
     for obj in render(overlay):
         assert obj["kind"] not in {"ClusterRole", "ClusterRoleBinding"}, obj["metadata"]["name"]
         if obj["kind"] != "Namespace":
-            assert obj["metadata"].get("namespace") == "kfops", obj["metadata"]["name"]
+            assert obj["metadata"].get("namespace") == NAMESPACE[overlay], obj["metadata"]["name"]
+        for subject in obj.get("subjects", []):
+            assert subject["namespace"] == NAMESPACE[overlay], (obj["metadata"]["name"], subject)
     role = next(
         o
         for o in render(overlay)
@@ -191,7 +214,7 @@ def test_everything_is_namespaced_and_least_privilege(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pods_run_non_root_with_read_only_root(overlay: str) -> None:
     specs = [s for o in render(overlay) for s in pod_specs(o)]
-    assert len(specs) == 2
+    assert len(specs) == (1 if overlay == "overlays/kind" else 2)
     for spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] == 1000
@@ -215,16 +238,100 @@ def test_images_are_tagged_and_kind_uses_the_local_image() -> None:
     assert kind_images == {f"kfops:{__version__}"}
 
 
-def test_predictor_runs_kfops_serving_with_scraping() -> None:
-    isvc = next(o for o in render("overlays/kind") if o["kind"] == "InferenceService")
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    ok = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] in ("Exists", "In"), expr
+        if expr["operator"] == "Exists":
+            ok = ok and expr["key"] in labels
+        else:
+            ok = ok and labels.get(expr["key"]) in expr["values"]
+    return ok
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/production"])
+def test_predictor_serves_a_registry_version_from_the_pvc(overlay: str) -> None:
+    objects = render(overlay)
+    isvc = next(o for o in objects if o["kind"] == "InferenceService")
+    name = isvc["metadata"]["name"]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
-    container = isvc["spec"]["predictor"]["containers"][0]
+    predictor = isvc["spec"]["predictor"]
+    container = predictor["containers"][0]
     assert container["command"] == ["python", "-m", "kfops.serving"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["STORAGE_URI"].startswith("s3://")
-    monitor = next(o for o in render("overlays/kind") if o["kind"] == "PodMonitor")
+    # What the pipeline's deploy step renders: <storage_root>/models/<model>/versions/<v>.
+    storage_root = PIPELINE_DEFAULTS["storage_root"]
+    assert env["STORAGE_URI"] == f"{storage_root}/models/{name}/versions/v1"
+    assert storage_root.startswith(f"pvc://{PVC}/")
+    # The predictor accepts its arguments, and captures onto the PVC where the monitoring
+    # pipeline reads (pipelines/monitoring.py capture_uri default).
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-dir", "--model_dir", dest="model_dir")
+    add_serving_arguments(parser)  # the flags python -m kfops.serving takes
+    args = parser.parse_args(container["args"])
+    assert args.model_name == name and args.model_dir == "/mnt/models"
+    assert args.capture_uri == f"{training.REGISTRY_MOUNT_PATH}/capture"
+    volumes = {v["name"]: v for v in predictor["volumes"]}
+    mount = next(
+        m for m in container["volumeMounts"] if m["mountPath"] == training.REGISTRY_MOUNT_PATH
+    )
+    assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == PVC
+    assert not mount.get("readOnly") and "subPath" not in mount
+    # Prometheus scrapes it: the PodMonitor selects predictor pods by kfops.io/model, the label
+    # kfops.deploy gives every predictor it renders.
+    monitor = next(o for o in objects if o["kind"] == "PodMonitor")
+    assert _selects(monitor["spec"]["selector"], predictor["labels"])
+    assert _selects(monitor["spec"]["selector"], {"kfops.io/model": "penguins"})
     port_names = {p["name"] for p in container["ports"]}
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in port_names
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_registry_pvc_is_where_every_pod_that_mounts_it_runs(overlay: str) -> None:
+    objects = render(overlay)
+    pvc = next(o for o in objects if o["kind"] == "PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == PVC
+    assert pvc["metadata"]["namespace"] == NAMESPACE[overlay]
+    modes = pvc["spec"]["accessModes"]
+    # kind's local-path StorageClass offers ReadWriteOnce (one node); real clusters spread the
+    # pipeline pods, predictor replicas and trigger over nodes.
+    assert modes == (["ReadWriteOnce"] if overlay == "overlays/kind" else ["ReadWriteMany"])
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for o in objects
+        for s in pod_specs(o)
+        for v in s.get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {PVC}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pipeline_runner_may_deploy_in_the_pipeline_namespace(overlay: str) -> None:
+    objects = render(overlay)
+    binding = next(
+        o
+        for o in objects
+        if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == "kfops-inferenceservice-manager"
+    )
+    subjects = {(s["namespace"], s["name"]) for s in binding["subjects"]}
+    if overlay == "overlays/kind":
+        # KFP standalone runs every pipeline pod as kubeflow/pipeline-runner.
+        assert ("kubeflow", "pipeline-runner") in subjects
+    if overlay == "overlays/production":
+        # Multi-user Kubeflow runs a profile's pipeline pods as default-editor.
+        assert ("kfops", "default-editor") in subjects
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_alerts_reach_the_trigger_service(overlay: str) -> None:
+    objects = render(overlay)
+    config = next(o for o in objects if o["kind"] == "AlertmanagerConfig")
+    url = config["spec"]["receivers"][0]["webhookConfigs"][0]["url"]
+    service = next(o for o in objects if o["kind"] == "Service")
+    port = service["spec"]["ports"][0]["port"]
+    meta = service["metadata"]
+    assert url == f"http://{meta['name']}.{meta['namespace']}.svc:{port}/alerts"
 
 
 def test_trigger_deployment_runs_the_trigger_on_its_service_port() -> None:
@@ -259,14 +366,45 @@ def test_validator_rejects_what_a_cluster_would_reject() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_trigger_env_is_complete(overlay: str) -> None:
+def test_trigger_env_is_complete(
+    overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     deploy = next(o for o in render(overlay) if o["kind"] == "Deployment")
-    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    spec = deploy["spec"]["template"]["spec"]
+    container = spec["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     # $(VAR) in args must name a defined variable, or Kubernetes passes it through verbatim.
-    for ref in re.findall(r"\$\((\w+)\)", " ".join(container.get("args", []))):
+    for ref in re.findall(
+        r"\$\((\w+)\)", " ".join(container["command"] + container.get("args", []))
+    ):
         assert ref in env, ref
     assert env["KFOPS_KFP_HOST"].startswith(("http://", "https://"))
     image = next(c["image"] for s in pod_specs(deploy) for c in s["containers"])
     assert env["KFOPS_IMAGE"] == image  # runs it submits use the image it runs
-    assert env["KFOPS_TRAINING_DATA_URI"].startswith("s3://")
+    # It reads the champion where the pipeline pods see the registry, and passes that root on.
+    assert env["KFOPS_REGISTRY_ROOT"] == PIPELINE_DEFAULTS["registry_root"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mount = next(
+        m for m in container["volumeMounts"] if m["mountPath"] == training.REGISTRY_MOUNT_PATH
+    )
+    assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == PVC
+    # The data URI is read inside the pipeline pods: on the PVC or in the image.
+    data_uri = env["KFOPS_RETRAIN_DATA_URI"]
+    assert data_uri.startswith(f"{training.REGISTRY_MOUNT_PATH}/") or data_uri == IMAGE_PENGUINS
+    if overlay == "overlays/kind":
+        assert data_uri == IMAGE_PENGUINS
+    # The real CLI accepts exactly this command and environment and sends runs to Kubeflow
+    # (the projected token is a file in the pod; here a stand-in file).
+    token = tmp_path / "token"
+    token.write_text("t")
+    for name in [n for n in os.environ if n.startswith(("KFOPS_", "KF_PIPELINES"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(token) if name == "KFOPS_KFP_TOKEN_FILE" else value)
+    args = build_parser().parse_args(container["command"][1:] + container.get("args", []))
+    assert isinstance(args, argparse.Namespace)
+    launcher = build_trigger(args).launcher
+    assert isinstance(launcher, KubeflowLauncher)
+    assert launcher.data_uri == data_uri and launcher.image == image
+    assert launcher.registry_root == PIPELINE_DEFAULTS["registry_root"]
+    assert launcher.target.namespace == env.get("KFOPS_KFP_NAMESPACE")
