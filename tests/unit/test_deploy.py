@@ -393,3 +393,20 @@ def test_deploy_refuses_tampered_version(tmp_path: Path) -> None:
     with pytest.raises(RegistryError):
         deploy.deploy_version(tmp_path, MODEL, "v2")
     assert Registry(tmp_path).get_alias(MODEL, "champion") == "v1"
+
+
+def test_cli_deploy_promote_rollback_render(tmp_path: Path, capsys: Any) -> None:
+    from kfops.cli import main
+
+    make_registry(tmp_path)
+    register_version(tmp_path)
+    assert main(["deploy", "promote", "v2", "--registry", str(tmp_path)]) == 0
+    assert Registry(tmp_path).get_alias(MODEL, "champion") == "v2"
+    assert main(["deploy", "rollback", "--registry", str(tmp_path)]) == 0
+    assert Registry(tmp_path).get_alias(MODEL, "champion") == "v1"
+    assert "champion -> v1" in capsys.readouterr().out
+    assert main(["deploy", "render", "v2", "--registry", str(tmp_path), "--mode", "Knative"]) == 0
+    rendered = json.loads(capsys.readouterr().out)
+    assert rendered["metadata"]["annotations"][deploy.VERSION_ANNOTATION] == "v2"
+    assert main(["deploy", "promote", "v9", "--registry", str(tmp_path)]) == 2
+    assert "unknown version 'v9'" in capsys.readouterr().err

@@ -340,3 +340,31 @@ def test_registry_is_untouched_by_serving(tmp_path: Path) -> None:
     p = KfopsPredictor("ro", ModelSource(registry_root=tmp_path, model=MODEL))
     assert p.load()
     Registry.verify_dir(registry.resolve(MODEL, "v1").path)
+
+
+def test_regression_model_serves_values_and_histogram(tmp_path: Path) -> None:
+    from kfops.contract import infer_contract
+    from kfops.training import save_model, train
+    from tests.unit.test_serving_fixtures import penguins
+
+    df = penguins().drop(columns=["species"])
+    contract = infer_contract(df, "body_mass_g", "regression")
+    save_model(train(df, contract), tmp_path / "model.joblib")
+    contract.save(tmp_path / "contract.json")
+    Registry(tmp_path / "reg").register(
+        "mass",
+        {"model.joblib": tmp_path / "model.joblib", "contract.json": tmp_path / "contract.json"},
+        {},
+        aliases=("champion",),
+    )
+    p = KfopsPredictor("mass", ModelSource(registry_root=tmp_path / "reg", model="mass"))
+    assert p.load()
+    row = {k: v for k, v in valid_row().items() if k != "body_mass_g"}
+    out = call(p, {"instances": [row, row]})
+    assert len(out["predictions"]) == 2 and 2500 < out["predictions"][0] < 6500
+    with pytest.raises(RequestError) as exc:
+        call(p, {"instances": [row], "parameters": {"probabilities": True}})
+    assert reasons(exc) == {"parameters.probabilities": "bad_parameter"}
+    rest, _ = call(p, v2([InferInput("x", [1, 6], "BYTES", list(row.values()))])).to_rest()
+    assert rest["outputs"][0]["datatype"] == "FP64"
+    assert get_metrics().prediction_value.labels("mass", "v1")._sum.get() > 5000
