@@ -41,6 +41,11 @@ def register(sub: Any) -> None:
         "--model-dir", default=None, help="serve this version directory instead of the registry"
     )
     add_serving_arguments(serve)
+    serve.add_argument(
+        "--no-capture",
+        action="store_true",
+        help="no payload capture (default: capture to KFOPS_CAPTURE_DIR, read by monitoring)",
+    )
     serve.set_defaults(func=_serve)
 
     deploy = sub.add_parser("deploy", help="promote, roll back or deploy model versions")
@@ -107,8 +112,15 @@ def _settings(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from kfops.config import Settings
     from kfops.serving.model import ModelSource
     from kfops.serving.server import serve
+
+    if args.no_capture:
+        args.capture_uri = None
+    elif args.capture_uri is None:
+        # Locally `kfops monitor` reads the capture directory of the settings: write there.
+        args.capture_uri = str(Settings.from_env(registry_root=args.registry).capture_dir)
 
     if args.model_dir:
         source = ModelSource(model_dir=Path(args.model_dir))
