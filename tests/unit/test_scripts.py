@@ -162,3 +162,45 @@ def test_pr_and_main_workflows() -> None:
     job = main["jobs"]["release"]
     assert job["env"]["TAG"] == "git-${{ github.sha }}"
     assert any("scripts/release.sh" in s.get("run", "") for s in job["steps"])
+
+
+def _default(script: str, var: str) -> str:
+    text = (REPO_ROOT / "scripts" / script).read_text()
+    found = re.search(rf'^{var}="\$\{{\w+:-([^}}]*)\}}"', text, re.M) or re.search(
+        rf"^{var}=(\S+)", text, re.M
+    )
+    assert found, f"{script}: no {var}="
+    return found.group(1)
+
+
+def test_e2e_kind_targets_where_the_kind_overlay_puts_kfops() -> None:
+    # KFP standalone runs pipeline pods in its own namespace; the kind overlay puts the registry
+    # PVC there, so the pipeline must deploy there and the script must look there.
+    overlay = yaml.safe_load((REPO_ROOT / "manifests/overlays/kind/kustomization.yaml").read_text())
+    assert _default("e2e-kind.sh", "NAMESPACE") == overlay["namespace"] == "kubeflow"
+    assert _default("kind-up.sh", "NAMESPACE") == overlay["namespace"]
+    text = (REPO_ROOT / "scripts" / "e2e-kind.sh").read_text()
+    # The InferenceService is named after the model: wait for, forward to and call that name.
+    assert 'inferenceservice/$MODEL"' in text
+    assert '"svc/$MODEL-predictor"' in text
+    assert "/v1/models/$MODEL:predict" in text
+    assert "get pvc kfops-registry" in text
+
+
+def test_e2e_kind_passes_what_the_e2e_test_reads() -> None:
+    test = (REPO_ROOT / "tests/e2e/test_kfp_submit_e2e.py").read_text()
+    read = dict(re.findall(r'os\.environ\.get\(\s*"(KFOPS_E2E_\w+)",\s*"([^"]*)"', test))
+    script = (REPO_ROOT / "scripts" / "e2e-kind.sh").read_text()
+    passed = set(re.findall(r"\b(KFOPS_E2E_\w+)=", script))
+    assert passed - {"KFOPS_E2E_KFP_HOST"} <= set(read), passed
+    assert "KFOPS_E2E_KFP_HOST" in passed
+    # Same defaults on both sides, so running the test by hand targets the same objects.
+    assert read["KFOPS_E2E_NAMESPACE"] == _default("e2e-kind.sh", "NAMESPACE")
+    assert read["KFOPS_E2E_MODEL"] == _default("e2e-kind.sh", "MODEL")
+
+
+def test_e2e_kind_without_tools_says_which(tmp_path: Path) -> None:
+    env = {"PATH": tools_dir(tmp_path, "dirname"), "BIN": str(tmp_path / "no-venv")}
+    out = run_script("e2e-kind.sh", env)
+    assert out.returncode == 2
+    assert re.match(r"error: \S*(kubectl|curl|pytest) not found", out.stderr), out.stderr
