@@ -22,9 +22,7 @@ def deploy(
     from kfops import deploy as kdeploy
     from kfops import lifecycle
 
-    cfg = kdeploy.DeployConfig(
-        name=model_name, namespace=namespace, image=image, mode=mode, storage_root=storage_root
-    )
+    cfg = kdeploy.cluster_config(model_name, namespace, image, mode, storage_root)
     # Ints come back as floats through kfp.local: normalise before the range check.
     summary = kdeploy.deploy_version(
         registry_root, model_name, version, target, cfg, int(canary_percent),

@@ -87,6 +87,10 @@ class DeployConfig:
     capture_sample_rate: float = 1.0
     service_account: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # Mount a PVC (e.g. the registry's, for payload capture at <mount>/capture) read-write.
+    pvc: str | None = None
+    pvc_mount: str = "/mnt/kfops"
+    run_as_user: int = 1000
 
     def __post_init__(self) -> None:
         mode = MODES.get(self.mode.lower())
@@ -98,6 +102,30 @@ class DeployConfig:
                 f"replicas min={self.min_replicas} max={self.max_replicas}: need "
                 f"0 <= min <= max and max >= 1"
             )
+
+
+def cluster_config(
+    model: str,
+    namespace: str = "default",
+    image: str = "kfops:0.1.0",
+    mode: str = "Standard",
+    storage_root: str = "pvc://kfops-registry",
+    **overrides: Any,
+) -> DeployConfig:
+    """The pipeline's deploy settings: with the registry on a PVC the predictor also mounts it
+    and captures payloads to ``<mount>/capture``, where the monitoring pipeline reads them."""
+    pvc = (
+        storage_root[len("pvc://") :].split("/", 1)[0]
+        if storage_root.startswith("pvc://")
+        else None
+    )
+    values: dict[str, Any] = {"pvc": pvc}
+    if pvc:
+        values["capture_uri"] = f"{overrides.get('pvc_mount', '/mnt/kfops')}/capture"
+    values.update(overrides)
+    return DeployConfig(
+        name=model, namespace=namespace, image=image, mode=mode, storage_root=storage_root, **values
+    )
 
 
 def storage_uri(storage_root: str, model: str, version: str) -> str:
@@ -138,11 +166,30 @@ def render_predictor(
             "httpGet": {"path": f"/v1/models/{cfg.name}", "port": PORT},
             "periodSeconds": 5,
         },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # Read-only root: /tmp (metrics files of --workers, temp files) is an emptyDir.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if cfg.pvc:
+        container["volumeMounts"].append({"name": "kfops-pvc", "mountPath": cfg.pvc_mount})
+        volumes.append({"name": "kfops-pvc", "persistentVolumeClaim": {"claimName": cfg.pvc}})
     predictor: dict[str, Any] = {
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": cfg.run_as_user,
+            "runAsGroup": cfg.run_as_user,
+            "fsGroup": cfg.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
+        "volumes": volumes,
         "labels": {"kfops.io/model": model, "kfops.io/version": version},
         "annotations": {
             # Plain Prometheus pod annotations: scraped by a kubernetes_sd "pods" job.
@@ -502,6 +549,7 @@ def manifest_for(
 __all__ = [
     "DeployConfig",
     "KServeDeployer",
+    "cluster_config",
     "deploy_version",
     "load_api_client",
     "manifest_for",

@@ -78,6 +78,23 @@ def test_rendered_manifest_is_valid_against_the_crd(isvc_validator: Any) -> None
     assert predictor["containers"][0]["args"][:2] == ["--model-dir", "/mnt/models"]
 
 
+def test_cluster_config_mounts_the_registry_pvc_for_capture(isvc_validator: Any) -> None:
+    cfg = deploy.cluster_config(MODEL, "ml", storage_root="pvc://kfops-registry/registry")
+    assert cfg.pvc == "kfops-registry" and cfg.capture_uri == "/mnt/kfops/capture"
+    manifest = deploy.render_inference_service(cfg, MODEL, "v2")
+    assert_valid(isvc_validator, manifest)
+    predictor = manifest["spec"]["predictor"]
+    container = predictor["containers"][0]
+    assert container["args"][-4:-2] == ["--capture", "/mnt/kfops/capture"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"tmp": "/tmp", "kfops-pvc": "/mnt/kfops"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert predictor["securityContext"]["runAsNonRoot"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["STORAGE_URI"] == "pvc://kfops-registry/registry/models/penguins/versions/v2"
+    assert deploy.cluster_config(MODEL, storage_root="s3://bucket/registry").pvc is None
+
+
 def test_validator_rejects_unknown_fields(isvc_validator: Any) -> None:
     manifest = deploy.render_inference_service(CFG, MODEL, "v1")
     manifest["spec"]["predictor"]["canaryPercent"] = 10  # not a field
