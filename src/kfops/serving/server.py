@@ -53,6 +53,18 @@ def quiet_logging(access_log: bool = False) -> None:
         config["loggers"]["kserve.trace"]["level"] = "WARNING"
     config["loggers"]["kfops"] = {"handlers": ["kserve"], "level": "INFO", "propagate": False}
     configure_logging(config)
+    logging.getLogger("kserve").addFilter(_client_error_one_line)
+
+
+def _client_error_one_line(record: logging.LogRecord) -> bool:
+    """kserve logs a full traceback for every malformed request (InvalidInput, a 400): keep one
+    line, so bad clients cannot flood the log with stack traces."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is not None and type(exc).__name__ == "InvalidInput":
+        record.msg, record.args = "rejected request (400): %s", (exc,)
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
 
 
 def check_port(port: int) -> None:
