@@ -52,6 +52,10 @@ class Settings:
     capture_dir: Path = field(
         default_factory=lambda: _default_home() / "capture", metadata=_env("KFOPS_CAPTURE_DIR")
     )
+    # Where a Kubeflow training run deploys a blessed model: "cluster" applies the
+    # InferenceService in deploy_namespace, "local" only moves the champion alias.
+    deploy_target: str = field(default="cluster", metadata=_env("KFOPS_DEPLOY_TARGET"))
+    deploy_namespace: str = field(default="kubeflow", metadata=_env("KFOPS_DEPLOY_NAMESPACE"))
 
     def __post_init__(self) -> None:
         # Accept str paths from callers, store absolute Paths so later chdir() cannot move them.

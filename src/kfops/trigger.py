@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -214,10 +214,13 @@ class KubeflowLauncher:
         training_target: str | None = None,
         task: str | None = None,
         image: str = "kfops:0.1.0",
+        deploy: Mapping[str, Any] | None = None,
         wait_timeout: float = 6 * 3600.0,
         poll_seconds: float = 15.0,
     ) -> None:
         self.target = target
+        # Pipeline parameters for the deploy step, e.g. deploy_target and namespace.
+        self.deploy = dict(deploy or {})
         self.data_uri = data_uri
         self.registry_root = str(registry_root)
         self.training_target = training_target
@@ -257,7 +260,7 @@ class KubeflowLauncher:
     def submit(self, request: RetrainRequest) -> str:
         from kfops.submit import submit_run
 
-        arguments = self._params(request).pipeline_arguments(request.run_id)
+        arguments = {**self._params(request).pipeline_arguments(request.run_id), **self.deploy}
         result = submit_run(
             self.target,
             self._compiled(),

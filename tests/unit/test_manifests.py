@@ -408,3 +408,4 @@ def test_trigger_env_is_complete(
     assert launcher.data_uri == data_uri and launcher.image == image
     assert launcher.registry_root == PIPELINE_DEFAULTS["registry_root"]
     assert launcher.target.namespace == env.get("KFOPS_KFP_NAMESPACE")
+    assert launcher.deploy["deploy_target"] == env.get("KFOPS_DEPLOY_TARGET", "cluster")

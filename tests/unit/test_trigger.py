@@ -269,7 +269,7 @@ def test_kubeflow_launcher_submits_and_follows_the_run(
         launcher = KubeflowLauncher(
             KfpTarget.resolve(replay.url, environ={}), "gs://bucket/fresh.parquet",
             "/mnt/registry", training_target="target", task="classification",
-            poll_seconds=0.01,
+            deploy={"deploy_target": "cluster", "namespace": "team-a"}, poll_seconds=0.01,
         )  # fmt: skip
         trigger = RetrainTrigger(launcher, cooldown=600)
         status, body = trigger.handle(notification(alert()))
@@ -283,6 +283,8 @@ def test_kubeflow_launcher_submits_and_follows_the_run(
         params = run_body["runtime_config"]["parameters"]
         assert params["data_uri"] == "gs://bucket/fresh.parquet"
         assert params["model_name"] == "m" and params["target"] == "target"
+        # The retrained model is deployed where the served one lives.
+        assert params["deploy_target"] == "cluster" and params["namespace"] == "team-a"
         assert run_body["display_name"] == "kfops-retrain-m"
         assert replay.calls() == replay.expected_calls()
         trigger.close()

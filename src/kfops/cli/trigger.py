@@ -96,6 +96,10 @@ def build_trigger(args: argparse.Namespace) -> Any:
             training_target=training_target,
             task=task,
             image=settings.image,
+            deploy={
+                "deploy_target": settings.deploy_target,
+                "namespace": settings.deploy_namespace,
+            },
         )
     else:
         launcher = LocalLauncher(
