@@ -12,12 +12,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+import yaml
 from kfops.components._image import IMAGE
 from kfops.pipelines.tuning import build_tune_pipeline
-from kfp import dsl, local
+from kfp import compiler, components, dsl, local
 from kfp.dsl import Artifact, Dataset, Output
 
 from kfops.datasets import default_data_path
@@ -146,25 +147,37 @@ def test_all_trials_failing_fails_the_pipeline_with_a_clear_error(subprocess_run
 
 def _image_has_current_tuning(image: str) -> bool:
     check = "import kfops.tuning as t; assert hasattr(t, 'start_step') and t.SPACES_FILE.exists()"
-    try:
-        done = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", image, "python", "-c", check],
-            capture_output=True,
-            timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", image, "python", "-c", check],
+        capture_output=True,
+        timeout=120,
+    )
     return done.returncode == 0
+
+
+def _compiled_with_image(pipeline: Any, path: Path, image: str) -> Any:
+    """Compile as for a cluster, with every executor on ``image``, and load it back."""
+    compiler.Compiler().compile(pipeline, str(path))
+    docs = list(yaml.safe_load_all(path.read_text()))
+    for doc in docs:
+        for executor in (doc or {}).get("deploymentSpec", {}).get("executors", {}).values():
+            executor["container"]["image"] = image
+    path.write_text(yaml.safe_dump_all(docs))
+    return components.load_component_from_file(str(path))
 
 
 @pytest.mark.e2e
 def test_sub_pipeline_runs_in_the_project_image_with_docker_runner(tmp_path: Path) -> None:
+    image = os.environ.get("KFOPS_IMAGE") or IMAGE
     require_binary("docker")
-    require(_image_has_current_tuning(IMAGE), f"image {IMAGE} with this kfops.tuning (make image)")
+    daemon = subprocess.run(["docker", "info"], capture_output=True, timeout=60)
+    require(daemon.returncode == 0, "no Docker daemon answers `docker info`")
+    require(_image_has_current_tuning(image), f"image {image} has this kfops.tuning (make image)")
     # DockerRunner mounts only the pipeline root: the data must live inside it.
     root = tmp_path / "pipeline-root"
     root.mkdir()
     shutil.copy(default_data_path(), root / "penguins.csv")
+    pipeline = _compiled_with_image(tuned_penguins, tmp_path / "tuned.yaml", image)
     local.init(
         runner=local.DockerRunner(
             user=f"{os.getuid()}:{os.getgid()}",
@@ -173,7 +186,7 @@ def test_sub_pipeline_runs_in_the_project_image_with_docker_runner(tmp_path: Pat
         pipeline_root=str(root),
         raise_on_error=True,
     )
-    run = tuned_penguins(
+    run = pipeline(
         data_uri=str(root / "penguins.csv"),
         estimator="decision_tree",
         search_space="max_depth: {low: 2, high: 6}\nmin_samples_leaf: [1, 5]",
