@@ -10,6 +10,8 @@ into the next task because every task costs an interpreter start. All logic is i
 ``kfops.tuning``; ``kfops.pipelines.tuning`` wires the tasks.
 """
 
+from typing import NamedTuple
+
 from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
@@ -77,7 +79,10 @@ def tune_report(
     study: Output[Artifact],
     report: Output[Markdown],
     metrics: Output[Metrics],
-) -> str:
+) -> NamedTuple("TuneReport", best_params=str, summary=str):
+    import json
+    from collections import namedtuple
+
     from kfops import tuning
 
     best_params_json, info = tuning.report_step(study_in.path, results, study.path, report.path)
@@ -85,4 +90,12 @@ def tune_report(
     metrics.log_metric("tune_trials", float(info["trials"]))
     metrics.log_metric("tune_failed_trials", float(info["failed"]))
     study.metadata.update({"best_params": best_params_json, "best_value": info["best_value"]})
-    return best_params_json
+    outputs = namedtuple("TuneReport", ["best_params", "summary"])
+    return outputs(best_params_json, json.dumps(info, sort_keys=True))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def untuned_params(params_json: str) -> str:
+    """The user's params unchanged: the Else branch when tuning is off, so one train step can
+    take ``dsl.OneOf(tuned.outputs["best_params"], untuned.output)``."""
+    return params_json

@@ -8,12 +8,15 @@ the pipeline is built: ``build_tune_pipeline(max_rounds, parallelism)`` returns 
 ``max_rounds`` round slots (the ``n_rounds`` parameter may switch later slots off at run time:
 they become no-op tasks) and ParallelFor ``parallelism`` (a compile-time value in KFP).
 
-Used as a nested pipeline inside the training pipeline::
+Used as a nested pipeline inside the training pipeline, switched by a parameter::
 
     tune = build_tune_pipeline(max_rounds=3, parallelism=2)
-    tuned = tune(train=prepared.outputs["train"], contract=validated.outputs["contract"],
-                 task=task, estimator=estimator, ...)
-    tuned.outputs["best_params"]  # JSON string for train(params_json=...)
+    with dsl.If(tune_enabled == True):
+        tuned = tune(train=prepared.outputs["train"], contract=validated.outputs["contract"],
+                     task=task, estimator=estimator, params_json=params_json, ...)
+    with dsl.Else():
+        untuned = untuned_params(params_json=params_json)
+    params = dsl.OneOf(tuned.outputs["best_params"], untuned.output)  # -> train(params_json=)
 """
 
 from functools import cache
@@ -28,8 +31,9 @@ DEFAULT_PARALLELISM = 2
 
 
 class TuneOutputs(NamedTuple):
-    best_params: str
-    study: Artifact
+    best_params: str  # JSON object: fixed params + the best trial's params
+    summary: str  # JSON: metric, direction, trial counts, best value/params, stop reason
+    study: Artifact  # the study document (every trial), for lineage
     report: Markdown
 
 
@@ -104,7 +108,8 @@ def build_tune_pipeline(
         )
         report.set_caching_options(False)
         return TuneOutputs(
-            best_params=report.outputs["Output"],
+            best_params=report.outputs["best_params"],
+            summary=report.outputs["summary"],
             study=report.outputs["study"],
             report=report.outputs["report"],
         )

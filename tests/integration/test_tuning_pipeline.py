@@ -49,6 +49,7 @@ def _plain(text: str) -> str:
 
 class Outputs(NamedTuple):
     best_params: str
+    summary: str
     study: Artifact
     report: dsl.Markdown
 
@@ -69,6 +70,7 @@ def tuned_penguins(data_uri: str, estimator: str, search_space: str, params_json
     )
     return Outputs(
         best_params=tuned.outputs["best_params"],
+        summary=tuned.outputs["summary"],
         study=tuned.outputs["study"],
         report=tuned.outputs["report"],
     )
@@ -131,6 +133,8 @@ def test_two_rounds_of_parallel_trials_pick_best_params(subprocess_runner: Path)
     top = max(trials, key=lambda t: t["value"])
     assert {k: best[k] for k in top["params"]} == top["params"]
     assert all(0.5 < t["value"] <= 1.0 for t in trials)
+    summary = json.loads(run.outputs["summary"])
+    assert summary["complete"] == 4 and summary["best_params"] == best
     report = Path(run.outputs["report"].path).read_text()
     assert "## Best score per round" in report and "| 1 | 2 | 0 |" in report
     assert elapsed < 90, f"tuning sub-pipeline took {elapsed:.0f} s"

@@ -317,6 +317,7 @@ def test_pipeline_steps_pass_the_study_through_files(
 
 
 def test_sub_pipeline_compiles_with_unrolled_rounds_and_parallelism(tmp_path: Path) -> None:
+    from kfops.components.tune import untuned_params
     from kfops.pipelines.tuning import build_tune_pipeline
     from kfp import compiler, dsl
     from kfp.dsl import Artifact, Dataset
@@ -328,15 +329,19 @@ def test_sub_pipeline_compiles_with_unrolled_rounds_and_parallelism(tmp_path: Pa
         pass
 
     @dsl.pipeline(name="wrapper")
-    def wrapper(estimator: str = "random_forest") -> str:
+    def wrapper(tune_enabled: bool = True, params_json: str = "{}") -> str:
         made = source()
-        tuned = tune(
-            train=made.outputs["train"],
-            contract=made.outputs["contract"],
-            task="classification",
-            estimator=estimator,
-        )
-        return tuned.outputs["best_params"]
+        with dsl.If(tune_enabled == True):  # noqa: E712 - a KFP condition, not a Python test
+            tuned = tune(
+                train=made.outputs["train"],
+                contract=made.outputs["contract"],
+                task="classification",
+                estimator="random_forest",
+                params_json=params_json,
+            )
+        with dsl.Else():
+            untuned = untuned_params(params_json=params_json)
+        return dsl.OneOf(tuned.outputs["best_params"], untuned.output)
 
     out = tmp_path / "wrapper.yaml"
     compiler.Compiler().compile(wrapper, str(out))
