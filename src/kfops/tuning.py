@@ -574,6 +574,8 @@ def ask(
         state.stop_reason = state.stop_reason or reason
         return []
     count = int(n) if left is None else min(int(n), left)
+    if count < n:
+        state.stop_reason = state.stop_reason or f"trial budget of {state.max_trials} spent"
     study = build_study(state)
     distributions = state.search_space.distributions()
     asked: list[TrialRecord] = []
@@ -762,9 +764,8 @@ def tell(state: StudyState, results: Iterable[str | Mapping[str, Any]]) -> Study
         trial.duration_s = item.get("duration_s")
     for trial in state.trials_in("PENDING"):
         trial.state, trial.error = "FAIL", "no result came back for this trial"
-    _, reason = remaining_budget(state)
-    if reason:
-        state.stop_reason = state.stop_reason or reason
+    # stop_reason is set by ask when a budget actually cuts trials, not here: a study that
+    # finishes its last round just as the budget runs out did not stop early.
     return state
 
 

@@ -201,6 +201,14 @@ def test_trial_budget_makes_later_rounds_no_ops(penguins: tuple[pd.DataFrame, Co
     assert tuning.ask(state, 2, round_index=3, n_rounds=3) == []
 
 
+def test_budget_reached_by_the_last_round_is_not_an_early_stop() -> None:
+    state = tuning.new_study("regression", "ridge", max_trials=2)
+    asked = tuning.ask(state, 2, 0, n_rounds=1)
+    tuning.tell(state, [{"number": t.number, "state": "COMPLETE", "value": 1.0} for t in asked])
+    assert state.stop_reason is None
+    assert tuning.ask(state, 2, 1) == [] and state.stop_reason == "trial budget of 2 spent"
+
+
 def test_wall_time_budget_stops_asking_and_skips_late_trials(
     penguins: tuple[pd.DataFrame, Contract],
 ) -> None:
