@@ -45,31 +45,28 @@ class CaptureItem:
     classes: Sequence[Any] | None
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
-
-
 def records(item: CaptureItem) -> list[dict[str, Any]]:
-    """One JSON object per predicted row, in the documented capture format."""
+    """One JSON object per predicted row, in the documented capture format.
+
+    NaN feature values (nullable numerics sent as null) become JSON null when dumped (orjson).
+    """
+    names = list(item.names)
+    classes = [str(c) for c in item.classes] if item.classes is not None else None
+    proba = item.proba if classes is not None else None
     out = []
-    for r, prediction in enumerate(item.predictions):
+    prefix = f"{item.request_id}:"
+    rows = zip(*item.columns, strict=True)
+    for r, (row, prediction) in enumerate(zip(rows, item.predictions, strict=True)):
         record: dict[str, Any] = {
-            "id": f"{item.request_id}:{r}",
+            "id": prefix + str(r),
             "ts": item.ts,
             "model": item.model,
             "version": item.version,
-            "features": {
-                name: _jsonable(column[r])
-                for name, column in zip(item.names, item.columns, strict=True)
-            },
+            "features": dict(zip(names, row, strict=True)),
             "prediction": prediction,
         }
-        if item.proba is not None and item.classes is not None:
-            record["proba"] = {
-                str(c): float(p) for c, p in zip(item.classes, item.proba[r], strict=True)
-            }
+        if proba is not None and classes is not None:
+            record["proba"] = dict(zip(classes, proba[r], strict=True))
         out.append(record)
     return out
 
@@ -185,6 +182,9 @@ class PayloadCapture:
             if first is None:
                 stop = True
             else:
+                # Let a flush interval's worth of rows gather: one append per interval, not one
+                # open/write per request on the serving CPU.
+                time.sleep(self.flush_interval)
                 batch.append(first)
             rows = len(batch[0].predictions) if batch else 0
             while rows < self.max_batch_rows:
@@ -206,7 +206,7 @@ class PayloadCapture:
         for item in batch:
             by_model.setdefault(item.model, []).append(item)
         for model, items in by_model.items():
-            lines = [orjson.dumps(rec) for item in items for rec in records(item)]
+            lines = [orjson.dumps(rec) for item in items for rec in records(item)]  # NaN -> null
             try:
                 self._sink.write(model, items[0].ts, b"\n".join(lines) + b"\n")
             except Exception as exc:  # a broken sink must not kill the writer thread
