@@ -20,6 +20,7 @@ def register(
     seed: int,
     test_size: float,
     decision: Input[Artifact],
+    tuning_json: str,
     registry_root: str,
     run_id: str,
     job_id: str,
@@ -39,6 +40,7 @@ def register(
         test_size=test_size,
         blessing=lifecycle.read_json(Path(decision.path)),
         kfp_job_id=job_id,
+        tuning=tuning_json,
     )
     version = lifecycle.register_step(
         model_name,

@@ -99,3 +99,9 @@ def untuned_params(params_json: str) -> str:
     """The user's params unchanged: the Else branch when tuning is off, so one train step can
     take ``dsl.OneOf(tuned.outputs["best_params"], untuned.output)``."""
     return params_json
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def no_tuning() -> str:
+    """The tuning summary when tuning is off (the Else branch of `dsl.OneOf` for lineage)."""
+    return "{}"

@@ -13,7 +13,9 @@ from kfops.components.extract import extract
 from kfops.components.prepare import prepare
 from kfops.components.register import register
 from kfops.components.train import train
+from kfops.components.tune import no_tuning, untuned_params
 from kfops.components.validate import validate
+from kfops.pipelines.tuning import build_tune_pipeline
 from kfp import dsl, kubernetes
 
 PIPELINE_NAME = "kfops-training"
@@ -21,6 +23,11 @@ PIPELINE_NAME = "kfops-training"
 # and KServe mounts the same PVC: storageUri pvc://<registry_pvc>/registry/models/<m>/versions/<v>.
 REGISTRY_MOUNT_PATH = "/mnt/kfops"
 CLUSTER_REGISTRY_ROOT = f"{REGISTRY_MOUNT_PATH}/registry"
+# Rounds are unrolled and ParallelFor's parallelism is fixed when the spec is compiled; at run
+# time tune_rounds may be lowered (not raised) and the budget (trials, seconds) cuts it short.
+TUNE_MAX_ROUNDS = 3
+TUNE_PARALLELISM = 2
+tune = build_tune_pipeline(max_rounds=TUNE_MAX_ROUNDS, parallelism=TUNE_PARALLELISM)
 
 
 @dsl.pipeline(
@@ -46,6 +53,12 @@ def training_pipeline(
     serving_image: str = IMAGE,
     storage_root: str = "pvc://kfops-registry/registry",
     registry_pvc: str = "kfops-registry",
+    tune_enabled: bool = False,
+    tune_rounds: int = 2,
+    tune_trials_per_round: int = 4,
+    tune_max_trials: int = 0,
+    tune_timeout_s: float = 0.0,
+    search_space: str = "",
     run_id: str = "",
 ):
     job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -69,11 +82,31 @@ def training_pipeline(
         seed=seed,
         **run,
     ).set_display_name("prepare")
+    with dsl.If(tune_enabled == True, name="tuning"):  # noqa: E712
+        tuned = tune(
+            train=prepared.outputs["train"],
+            contract=validated.outputs["contract"],
+            task=task,
+            estimator=estimator,
+            params_json=params_json,
+            search_space=search_space,
+            n_rounds=tune_rounds,
+            trials_per_round=tune_trials_per_round,
+            max_trials=tune_max_trials,
+            timeout_s=tune_timeout_s,
+            seed=seed,
+        ).set_display_name("tune")
+    with dsl.Else(name="no tuning"):
+        untuned = untuned_params(params_json=params_json).set_display_name("given parameters")
+        skipped = no_tuning().set_display_name("no tuning")
+    chosen_params = dsl.OneOf(tuned.outputs["best_params"], untuned.output)
+    tuning_summary = dsl.OneOf(tuned.outputs["summary"], skipped.output)
+
     trained = train(
         train=prepared.outputs["train"],
         contract=validated.outputs["contract"],
         estimator=estimator,
-        params_json=params_json,
+        params_json=chosen_params,
         seed=seed,
         **run,
     ).set_display_name("train")
@@ -107,6 +140,7 @@ def training_pipeline(
             seed=seed,
             test_size=test_size,
             decision=blessed.outputs["decision"],
+            tuning_json=tuning_summary,
             **run,
         ).set_display_name("register")
         deployed = deploy(

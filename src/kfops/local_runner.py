@@ -47,6 +47,13 @@ class TrainingParams:
     test_size: float = 0.2
     seed: int = 42
     drop_columns: tuple[str, ...] = ()
+    # Hyperparameter tuning (kfops.tuning): off unless tune is set.
+    tune: bool = False
+    tune_rounds: int = 2
+    tune_trials_per_round: int = 4
+    tune_max_trials: int = 0
+    tune_timeout_s: float = 0.0
+    search_space: str = ""  # YAML/JSON text overriding the estimator's default space
 
     def pipeline_arguments(self, run_id: str) -> dict[str, Any]:
         import json
@@ -64,6 +71,12 @@ class TrainingParams:
             "test_size": float(self.test_size),
             "seed": int(self.seed),
             "drop_columns": ",".join(self.drop_columns),
+            "tune_enabled": bool(self.tune),
+            "tune_rounds": int(self.tune_rounds),
+            "tune_trials_per_round": int(self.tune_trials_per_round),
+            "tune_max_trials": int(self.tune_max_trials),
+            "tune_timeout_s": float(self.tune_timeout_s),
+            "search_space": self.search_space,
             "run_id": run_id,
         }
 
@@ -193,6 +206,20 @@ def preflight(params: TrainingParams) -> None:
     blessing.parse_policy(json.dumps(params.thresholds), params.max_regression, params.task)
     if not 0.0 < params.test_size < 1.0:
         raise ConfigError(f"test_size {params.test_size} must be between 0 and 1")
+    if params.tune:
+        from kfops import tuning
+        from kfops.pipelines.training import TUNE_MAX_ROUNDS
+
+        tuning.resolve_space(
+            params.task, params.estimator, params.search_space or None, dict(params.params)
+        )
+        if not 1 <= params.tune_rounds <= TUNE_MAX_ROUNDS:
+            raise ConfigError(
+                f"tune rounds {params.tune_rounds} must be between 1 and {TUNE_MAX_ROUNDS} "
+                "(the compiled pipeline unrolls that many)"
+            )
+        if params.tune_trials_per_round < 1:
+            raise ConfigError(f"tune trials per round {params.tune_trials_per_round} must be >= 1")
 
 
 def run_training(

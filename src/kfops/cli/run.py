@@ -40,6 +40,13 @@ def register(sub: Any) -> None:
     run.add_argument("--test-size", type=float, default=0.2)
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--drop-columns", default="", help="comma-separated columns to ignore")
+    tune = run.add_argument_group("hyperparameter tuning (Optuna, trials as parallel tasks)")
+    tune.add_argument("--tune", action="store_true", help="tune before training")
+    tune.add_argument("--tune-rounds", type=int, default=2, help="ask/tell rounds (1-3)")
+    tune.add_argument("--tune-trials", type=int, default=4, help="trials per round")
+    tune.add_argument("--tune-max-trials", type=int, default=0, help="trial budget (0: none)")
+    tune.add_argument("--tune-timeout", type=float, default=0.0, help="seconds budget (0: none)")
+    tune.add_argument("--search-space", help="YAML/JSON file overriding the default space")
     run.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
     run.add_argument("--image", help="image for --runner docker (env KFOPS_IMAGE)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -104,7 +111,21 @@ def training_params(args: argparse.Namespace, settings: Settings) -> Any:
         test_size=args.test_size,
         seed=args.seed,
         drop_columns=tuple(c.strip() for c in args.drop_columns.split(",") if c.strip()),
+        tune=args.tune,
+        tune_rounds=args.tune_rounds,
+        tune_trials_per_round=args.tune_trials,
+        tune_max_trials=args.tune_max_trials,
+        tune_timeout_s=args.tune_timeout,
+        # The text, not the path: the file does not exist inside a container or a pod.
+        search_space=_read_text(args.search_space) if args.search_space else "",
     )
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"--search-space {path}: {exc.strerror or exc}") from None
 
 
 def format_summary(summary: Any) -> str:
