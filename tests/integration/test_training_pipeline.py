@@ -79,3 +79,39 @@ def test_rejected_model_changes_no_alias(tmp_path: Path) -> None:
     registry = Registry(registry_root)
     assert [v.version for v in registry.versions("penguins")] == ["v1"]
     assert registry.get_alias("penguins", "champion") == "v1"
+
+
+def test_tuned_run_trains_with_the_best_trial_and_records_the_study(tmp_path: Path) -> None:
+    registry_root = tmp_path / "registry"
+    summary = run_training(
+        _params(
+            registry_root,
+            estimator="random_forest",
+            params={"n_jobs": 1},
+            tune=True,
+            tune_rounds=2,
+            tune_trials_per_round=2,
+        )
+    )
+    assert summary.blessed is True and summary.version == "v1"
+    lineage = Registry(registry_root).resolve("penguins", "v1").lineage
+    tuning = lineage["tuning"]
+    assert tuning["complete"] == 4 and tuning["estimator"] == "random_forest"
+    # The train step used the fixed params plus the best trial's params.
+    assert lineage["params"] == {"n_jobs": 1, **tuning["best_params"]}
+
+
+def test_bad_search_space_is_refused_before_any_task_runs(tmp_path: Path) -> None:
+    from kfops.errors import ConfigError
+
+    registry_root = tmp_path / "registry"
+    with pytest.raises(ConfigError, match="n_trees"):
+        run_training(
+            _params(
+                registry_root,
+                estimator="random_forest",
+                tune=True,
+                search_space='{"n_trees": {"type": "int", "low": 10, "high": 50}}',
+            )
+        )
+    assert not (registry_root / "runs").exists() or not any((registry_root / "runs").iterdir())
