@@ -160,7 +160,7 @@ def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
         assert record.status == "succeeded"
         # Trained on the fresh data: the labelled captured traffic of the last hour.
         params = json.loads((registry_root / "runs" / run_id / "params.json").read_text())
-        data_uri = params["params"]["data_uri"]
+        data_uri = params["data_uri"]
         assert f"retrain-data/{MODEL}/{run_id}.parquet" in data_uri
         assert len(pd.read_parquet(data_uri)) == len(drifted)
         why = json.loads((registry_root / "runs" / run_id / "trigger.json").read_text())
