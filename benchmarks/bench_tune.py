@@ -28,18 +28,18 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from kfops.components._image import IMAGE
-from kfops.pipelines.tuning import build_tune_pipeline
 from kfp import dsl, local
 from kfp.dsl import Artifact, Dataset, Output
 
 from kfops import tuning
+from kfops.components._image import IMAGE
 from kfops.contract import infer_contract
 from kfops.contract_model import Contract
 from kfops.data import read_table, write_snapshot
 from kfops.datasets import SYNTHETIC_TARGET, default_data_path, make_synthetic
 from kfops.evaluation import evaluate
 from kfops.features import split
+from kfops.pipelines.tuning import build_tune_pipeline
 from kfops.training import train
 
 PARALLELISM = 2

@@ -1,8 +1,9 @@
 """Bless: the challenger against absolute thresholds and the champion on the same test rows."""
 
-from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from kfops.components._image import IMAGE
 
 
 # Returns the verdict as the single output: kfp.local (2.17.3) cannot evaluate a dsl.If on a

@@ -1,7 +1,8 @@
 """Deploy: serve a blessed version (local: move `champion`; cluster: also an InferenceService)."""
 
-from kfops.components._image import IMAGE
 from kfp import dsl
+
+from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

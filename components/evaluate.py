@@ -1,8 +1,9 @@
 """Evaluate: metrics on the held-out split, as the Kubeflow dashboard renders them."""
 
-from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -2,9 +2,10 @@
 
 from typing import NamedTuple
 
-from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown, Metrics, Output
+
+from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

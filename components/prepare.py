@@ -1,8 +1,9 @@
 """Prepare: a deterministic, seeded (stratified for classification) train/test split."""
 
-from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
+
+from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

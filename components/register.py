@@ -1,8 +1,9 @@
 """Register: a blessed model becomes an immutable registry version with its lineage."""
 
-from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model
+
+from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

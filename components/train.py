@@ -1,8 +1,9 @@
 """Train: fit the sklearn Pipeline (preprocessing inside) and the drift reference profile."""
 
-from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

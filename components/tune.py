@@ -12,9 +12,10 @@ into the next task because every task costs an interpreter start. All logic is i
 
 from typing import NamedTuple
 
-from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
+
+from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -1,8 +1,9 @@
 """Analyze and validate: infer the data contract, check the data (and the champion's contract)."""
 
-from kfops.components._image import IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -5,10 +5,11 @@ window logic once, locally. Paths and URIs are string parameters (kfp.local take
 inputs).
 """
 
+from kfp import dsl, kubernetes
+
 from kfops.components._image import IMAGE
 from kfops.components.monitor import monitor
 from kfops.pipelines.training import CLUSTER_REGISTRY_ROOT, REGISTRY_MOUNT_PATH, training_pipeline
-from kfp import dsl, kubernetes
 
 PIPELINE_NAME = "kfops-monitoring"
 

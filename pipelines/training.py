@@ -5,6 +5,8 @@ Runs unchanged under kfp.local (SubprocessRunner, DockerRunner) and on a Kubeflo
 Paths and URIs are string parameters because kfp.local does not take artifact inputs.
 """
 
+from kfp import dsl, kubernetes
+
 from kfops.components._image import IMAGE
 from kfops.components.bless import bless
 from kfops.components.deploy import deploy
@@ -16,7 +18,6 @@ from kfops.components.train import train
 from kfops.components.tune import no_tuning, untuned_params
 from kfops.components.validate import validate
 from kfops.pipelines.tuning import build_tune_pipeline
-from kfp import dsl, kubernetes
 
 PIPELINE_NAME = "kfops-training"
 # On a cluster every step mounts the registry PVC here (kfp-kubernetes; ignored by kfp.local),

@@ -22,9 +22,10 @@ Used as a nested pipeline inside the training pipeline, switched by a parameter:
 from functools import cache
 from typing import Any, NamedTuple
 
-from kfops.components.tune import tune_ask, tune_init, tune_report, tune_trial
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown
+
+from kfops.components.tune import tune_ask, tune_init, tune_report, tune_trial
 
 DEFAULT_MAX_ROUNDS = 3
 DEFAULT_PARALLELISM = 2

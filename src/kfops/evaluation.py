@@ -120,9 +120,7 @@ def thin_curve(*arrays: np.ndarray, max_points: int = MAX_ROC_POINTS) -> list[np
     return [a[idx] for a in arrays]
 
 
-def label_metrics(
-    y_true: Any, predicted: Any, labels: list[Any] | None = None
-) -> dict[str, float]:
+def label_metrics(y_true: Any, predicted: Any, labels: list[Any] | None = None) -> dict[str, float]:
     """Metrics that need only predicted labels (shared with monitoring's late-label windows)."""
     macro: dict[str, Any] = {"average": "macro", "zero_division": 0, "labels": labels}
     return {

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kfops.pipelines.training import CLUSTER_REGISTRY_ROOT
 
 from kfops import __version__, submit
+from kfops.pipelines.training import CLUSTER_REGISTRY_ROOT
 
 pytestmark = pytest.mark.e2e
 

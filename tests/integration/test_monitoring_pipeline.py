@@ -15,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 def test_monitoring_pipeline_retrains_on_a_drifted_labelled_window(tmp_path: Path) -> None:
     import kfp.local
-    from kfops.pipelines.compile import compile_pipeline
     from kfp import components
+
+    from kfops.pipelines.compile import compile_pipeline
 
     registry = make_registry(tmp_path)
     capture, labels = tmp_path / "capture", tmp_path / "labels"

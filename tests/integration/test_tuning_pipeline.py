@@ -16,12 +16,12 @@ from typing import Any, NamedTuple
 
 import pytest
 import yaml
-from kfops.components._image import IMAGE
-from kfops.pipelines.tuning import build_tune_pipeline
 from kfp import compiler, components, dsl, local
 from kfp.dsl import Artifact, Dataset, Output
 
+from kfops.components._image import IMAGE
 from kfops.datasets import default_data_path
+from kfops.pipelines.tuning import build_tune_pipeline
 from tests.conftest import require, require_binary
 
 pytestmark = pytest.mark.integration

@@ -24,11 +24,11 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from kfops.pipelines import training
 
 from kfops import __version__
 from kfops.cli import build_parser
 from kfops.cli.trigger import build_trigger
+from kfops.pipelines import training
 from kfops.serving.server import add_serving_arguments
 from kfops.trigger import KubeflowLauncher
 from tests.conftest import REPO_ROOT, require

@@ -325,10 +325,11 @@ def test_pipeline_steps_pass_the_study_through_files(
 
 
 def test_sub_pipeline_compiles_with_unrolled_rounds_and_parallelism(tmp_path: Path) -> None:
-    from kfops.components.tune import untuned_params
-    from kfops.pipelines.tuning import build_tune_pipeline
     from kfp import compiler, dsl
     from kfp.dsl import Artifact, Dataset
+
+    from kfops.components.tune import untuned_params
+    from kfops.pipelines.tuning import build_tune_pipeline
 
     tune = build_tune_pipeline(max_rounds=3, parallelism=2)
 
