@@ -106,9 +106,12 @@ class DriftTracker:
         self._queue: queue.Queue[list[list[Any]] | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self.dropped = 0
 
     def submit(self, columns: list[list[Any]]) -> None:
+        if self._closed:  # a request that started before a hot swap finished after it
+            return
         if self._thread is None:
             self._start()
         try:
@@ -170,6 +173,7 @@ class DriftTracker:
         m.drift_rows.labels(self.model, self.version).set(self.streaming.rows)
 
     def stop(self, timeout: float = 2.0) -> None:
+        self._closed = True
         thread = self._thread
         if thread is None:
             return
