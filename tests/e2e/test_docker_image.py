@@ -123,12 +123,12 @@ def test_image_serves_the_model_as_the_inferenceservice_runs_it(
     name = f"kfops-predictor-{port}"
     started = _docker(
         "run", "-d", "--rm", "--name", name, "--read-only", "--tmpfs", "/tmp",
-        "--tmpfs", "/var/lib/kfops/capture:uid=1000", "-v", f"{models}:/mnt/models:ro",
+        "--tmpfs", "/mnt/kfops/capture:uid=1000", "-v", f"{models}:/mnt/models:ro",
         "-p", f"127.0.0.1:{port}:8080", image, *container["command"], *container["args"],
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     try:
-        model = next(a.split("=", 1)[1] for a in container["args"] if "model_name" in a)
+        model = next(a.split("=", 1)[1] for a in container["args"] if "model-name" in a)
         base = f"http://127.0.0.1:{port}/v1/models/{model}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
