@@ -27,6 +27,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from kfops.contract_model import (
+    BOOL_WORDS,
     FEATURE_KINDS,
     SCHEMA_VERSION,
     TASKS,
@@ -71,20 +72,6 @@ _DATE_LIKE = re.compile(
     r"|\d{1,2} [A-Za-z]{3,9}\.? \d{2,4}"  # 4 Mar 2021
 )
 _ID_NAME = re.compile(r"(^|_)(id|uuid|key)$|Id$|ID$", re.IGNORECASE)
-_BOOL_WORDS = {
-    "true": 1.0,
-    "false": 0.0,
-    "t": 1.0,
-    "f": 0.0,
-    "yes": 1.0,
-    "no": 0.0,
-    "y": 1.0,
-    "n": 0.0,
-    "1": 1.0,
-    "0": 0.0,
-    "1.0": 1.0,
-    "0.0": 0.0,
-}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -454,7 +441,7 @@ def _coerce_column(col: pd.Series, kind: str, categories: Sequence[Any] | None) 
         if ptypes.is_numeric_dtype(col.dtype):
             num = col.astype("float64")
             return num.where(num.isin([0.0, 1.0]))
-        return col.astype(str).str.strip().str.lower().map(_BOOL_WORDS).astype("float64")
+        return col.astype(str).str.strip().str.lower().map(BOOL_WORDS).astype("float64")
     if kind == "datetime":
         return _parse_datetimes(col)
     if kind == "categorical":

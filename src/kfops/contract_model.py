@@ -18,6 +18,21 @@ SCHEMA_VERSION = 1
 FeatureKind = Literal["numeric", "boolean", "categorical", "text", "datetime"]
 Task = Literal["classification", "regression"]
 FEATURE_KINDS: tuple[str, ...] = ("numeric", "boolean", "categorical", "text", "datetime")
+# How boolean columns read as 0/1 wherever they appear (CSV text, Python bools, numbers).
+BOOL_WORDS: dict[str, float] = {
+    "true": 1.0,
+    "false": 0.0,
+    "t": 1.0,
+    "f": 0.0,
+    "yes": 1.0,
+    "no": 0.0,
+    "y": 1.0,
+    "n": 0.0,
+    "1": 1.0,
+    "0": 0.0,
+    "1.0": 1.0,
+    "0.0": 0.0,
+}
 TASKS: tuple[str, ...] = ("classification", "regression")
 
 

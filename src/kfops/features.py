@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from kfops.contract_model import Contract
+from kfops.contract_model import BOOL_WORDS, Contract
 from kfops.errors import ConfigError, DataError
 
 # Bounds that keep the feature matrix small and dense enough for every estimator.
@@ -33,21 +33,6 @@ DATETIME_PARTS: tuple[str, ...] = ("year", "month", "day", "dayofweek", "epoch")
 # --- module-level transformers (picklable by reference) ------------------------------------
 # They accept both raw frames (CSV strings, Python bools) and frames already put into contract
 # dtypes by ``kfops.contract.coerce_frame``, so training and serving agree whichever they see.
-
-_BOOL_WORDS: dict[str, float] = {
-    "true": 1.0,
-    "false": 0.0,
-    "t": 1.0,
-    "f": 0.0,
-    "yes": 1.0,
-    "no": 0.0,
-    "y": 1.0,
-    "n": 0.0,
-    "1": 1.0,
-    "0": 0.0,
-    "1.0": 1.0,
-    "0.0": 0.0,
-}
 
 
 def _frame(X: Any) -> pd.DataFrame:
@@ -84,7 +69,7 @@ def to_bool_float(X: Any) -> np.ndarray:
             words = col.map(
                 lambda v: v if v is None or isinstance(v, float) else str(v).strip().lower()
             )
-            values = words.map(_BOOL_WORDS).to_numpy(dtype=np.float64, na_value=np.nan)
+            values = words.map(BOOL_WORDS).to_numpy(dtype=np.float64, na_value=np.nan)
         columns.append(values)
     return np.column_stack(columns)
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from kfops.contract_model import Contract
 from kfops.errors import ClusterError, ConfigError, DataError, KfopsError, RegistryError
+from kfops.evaluation import HIGHER_IS_BETTER, PRIMARY_METRIC
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +41,6 @@ CHAMPION = "champion"
 MAX_EXAMPLES = 5  # malformed-line examples kept in a result
 _HOUR_FILE = re.compile(r"^(\d{2})-")
 _DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-# Same names as kfops.evaluation so window metrics compare with the version's metrics.json.
-_HIGHER_IS_BETTER = {
-    "accuracy": True,
-    "balanced_accuracy": True,
-    "f1_macro": True,
-    "precision_macro": True,
-    "recall_macro": True,
-    "log_loss": False,
-    "roc_auc": True,
-    "rmse": False,
-    "mae": False,
-    "r2": True,
-    "mape": False,
-}
-PRIMARY_METRIC = {"classification": "f1_macro", "regression": "rmse"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -383,7 +368,7 @@ def compare_quality(
     if now is None or then is None or not math.isfinite(now) or not math.isfinite(then):
         result.reason = f"{primary} not available for the window or the training run"
         return result
-    worse = (then - now) if _HIGHER_IS_BETTER[primary] else (now - then)
+    worse = (then - now) if HIGHER_IS_BETTER[primary] else (now - then)
     result.degradation = worse / abs(then) if then else (math.inf if worse > 0 else 0.0)
     result.decayed = result.degradation > policy.max_metric_drop
     result.reason = (
