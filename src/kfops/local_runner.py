@@ -278,6 +278,8 @@ def run_training(
     # kfp warns that a task's base image is not a stock Python image: ours is the project
     # image, whose Python environment is exactly this one.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+    # Display names and Kubernetes settings are for the dashboard and the cluster only.
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     error: str | None = None
     with (
         tempfile.TemporaryDirectory(prefix="kfops-spec-") as spec_dir,
