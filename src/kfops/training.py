@@ -152,6 +152,12 @@ def limited_threads() -> threadpool_limits:
     return threadpool_limits(limits=cpu_budget())
 
 
+def make_pipeline(contract: Contract, model: BaseEstimator) -> Pipeline:
+    """The served model's shape: raw feature columns -> preprocessing -> estimator. Training
+    and tuning trials fit exactly this."""
+    return Pipeline([("preprocess", build_preprocessor(contract)), ("model", model)])
+
+
 def train(
     train_df: Any,
     contract: Contract,
@@ -182,7 +188,7 @@ def train(
                 f"text feature {text!r} has no words in the training data; drop the column "
                 "or declare it categorical in the contract"
             )
-    pipeline = Pipeline([("preprocess", build_preprocessor(contract)), ("model", model)])
+    pipeline = make_pipeline(contract, model)
     try:
         with limited_threads():
             pipeline.fit(X, y)

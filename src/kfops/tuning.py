@@ -632,11 +632,10 @@ def cv_problem(
     trial scores exactly what would be trained.
     """
     from sklearn.model_selection import KFold, StratifiedKFold
-    from sklearn.pipeline import Pipeline
 
     from kfops.errors import DataError
-    from kfops.features import build_preprocessor, drop_null_target, feature_frame, target_series
-    from kfops.training import make_estimator
+    from kfops.features import drop_null_target, feature_frame, target_series
+    from kfops.training import make_estimator, make_pipeline
 
     if metric not in SCORERS:
         raise ConfigError(f"metric {metric!r} cannot be cross-validated; known: {sorted(SCORERS)}")
@@ -660,11 +659,8 @@ def cv_problem(
         if len(y) < folds:
             raise DataError(f"{len(y)} training row(s) are too few for {folds}-fold CV")
         cv = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    model = Pipeline(
-        [
-            ("preprocess", build_preprocessor(contract)),
-            ("model", make_estimator(contract.task, estimator, dict(params), seed=seed)),
-        ]
+    model = make_pipeline(
+        contract, make_estimator(contract.task, estimator, dict(params), seed=seed)
     )
     return CVProblem(model=model, X=X, y=y, cv=cv, scoring=scoring, sign=sign)
 
