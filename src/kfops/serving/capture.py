@@ -25,6 +25,7 @@ from typing import Any
 import fsspec
 import orjson
 
+from kfops.serving.batching import drain
 from kfops.serving.metrics import get_metrics
 
 log = logging.getLogger(__name__)
@@ -186,17 +187,10 @@ class PayloadCapture:
                 # open/write per request on the serving CPU.
                 time.sleep(self.flush_interval)
                 batch.append(first)
-            rows = len(batch[0].predictions) if batch else 0
-            while rows < self.max_batch_rows:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-                rows += len(item.predictions)
+            taken_stop = drain(
+                self._queue, batch, limit=self.max_batch_rows, size=lambda i: len(i.predictions)
+            )
+            stop = stop or taken_stop
             if batch:
                 self._write(batch)
 

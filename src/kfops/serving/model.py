@@ -22,6 +22,7 @@ import pandas as pd
 from kfops.contract_model import Contract
 from kfops.errors import ContractError, RegistryError
 from kfops.registry import MODEL_FILE, Registry, verify_dir
+from kfops.serving.batching import drain
 from kfops.serving.metrics import get_metrics
 from kfops.serving.validation import DEFAULT_MAX_ROWS, RequestSchema
 
@@ -144,15 +145,8 @@ class DriftTracker:
             elif first:
                 time.sleep(BATCH_SECONDS)
                 batch.append(first)
-            while not stop:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
+            if not stop:
+                stop = drain(self._queue, batch)
             if batch:
                 try:
                     columns = [
