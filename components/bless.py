@@ -24,12 +24,13 @@ def bless(
     from pathlib import Path
 
     from kfops import lifecycle
+    from kfops.io import write_json_atomic, write_text_atomic
 
     ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
     verdict = lifecycle.bless_step(
         Path(evaluation.path), Path(test.path), model_name, thresholds_json, max_regression, ctx
     )
-    lifecycle.write_json(Path(decision.path), verdict.to_dict())
-    lifecycle.write_text(Path(decision_report.path), verdict.to_markdown())
+    write_json_atomic(Path(decision.path), verdict.to_dict())
+    write_text_atomic(Path(decision_report.path), verdict.to_markdown())
     decision.metadata["blessed"] = verdict.blessed
     return verdict.blessed

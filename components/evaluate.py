@@ -23,6 +23,7 @@ def evaluate(
 
     from kfops import evaluation as ev
     from kfops import lifecycle
+    from kfops.io import write_text_atomic
 
     ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
     result = lifecycle.evaluate_step(
@@ -34,4 +35,4 @@ def evaluate(
     if ui is not None:
         classification_metrics.log_confusion_matrix(ui.labels, ui.matrix)
         classification_metrics.log_roc_curve(ui.fpr, ui.tpr, ui.thresholds)
-    lifecycle.write_text(Path(report.path), ev.render_report(result, "Evaluation", None))
+    write_text_atomic(Path(report.path), ev.render_report(result, "Evaluation", None))

@@ -29,6 +29,7 @@ def register(
     from pathlib import Path
 
     from kfops import lifecycle
+    from kfops.io import read_json
 
     ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
     lineage = lifecycle.lineage_of(
@@ -39,7 +40,7 @@ def register(
         params=params_json,
         seed=seed,
         test_size=test_size,
-        blessing=lifecycle.read_json(Path(decision.path)),
+        blessing=read_json(Path(decision.path)),
         kfp_job_id=job_id,
         tuning=tuning_json,
     )

@@ -23,12 +23,13 @@ def validate(
     from pathlib import Path
 
     from kfops import lifecycle
+    from kfops.io import write_text_atomic
 
     ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
     result = lifecycle.validate_step(
         Path(snapshot.path), target, task, model_name, Path(contract.path), ctx, drop_columns
     )
-    lifecycle.write_text(Path(statistics.path), result.statistics_markdown)
-    lifecycle.write_text(Path(validation_report.path), lifecycle.validation_markdown(result))
+    write_text_atomic(Path(statistics.path), result.statistics_markdown)
+    write_text_atomic(Path(validation_report.path), lifecycle.validation_markdown(result))
     contract.metadata["features"] = len(result.contract.features)
     return result.champion_version or ""

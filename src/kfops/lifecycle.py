@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from kfops import tracking
 from kfops.contract_model import Contract
 from kfops.errors import ConfigError, ContractError, KfopsError
-from kfops.io import read_json, write_json_atomic, write_text_atomic
+from kfops.io import read_json, write_json_atomic
 from kfops.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:  # each step imports only what it needs: a task process pays for its imports
@@ -338,17 +338,6 @@ def register_step(
         {"model": model_name, "version": version.version, "sha256": version.model_sha256},
     )
     return version
-
-
-def write_text(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
-
-
-def write_json(path: Path, value: Any) -> None:
-    write_json_atomic(path, value)
-
-
-__all__ = ["read_json"]  # re-exported for components
 
 
 def lineage_of(**values: Any) -> dict[str, Any]:
