@@ -25,6 +25,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from kfops.errors import RegistryError
     from kfops.registry import Registry
 
     registry = Registry(Settings.from_env(registry_root=args.registry).registry_root)
@@ -36,6 +37,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{a}->{v}" for a, v in sorted(registry.aliases(name).items()))
             print(f"{name}: {len(registry.versions(name))} versions; aliases: {shown or '-'}")
         return 0
+    if args.model not in registry.models():
+        known = ", ".join(registry.models()) or "none"
+        raise RegistryError(f"unknown model {args.model!r} in {registry.root}; known: {known}")
     if args.ref is None:
         aliases = registry.aliases(args.model)
         by_version: dict[str, list[str]] = {}

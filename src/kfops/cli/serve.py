@@ -102,9 +102,13 @@ def _settings(args: argparse.Namespace) -> tuple[Path, str]:
     model = args.registry_model or settings.model_name
     if model is None:
         models = Registry(settings.registry_root).models()
-        if len(models) != 1:
+        if not models:
             raise ConfigError(
-                f"registry {settings.registry_root} has models {models or 'none'}: "
+                f"registry {settings.registry_root} has no models yet: train one with `kfops run`"
+            )
+        if len(models) > 1:
+            raise ConfigError(
+                f"registry {settings.registry_root} has models {', '.join(models)}: "
                 "pick one with --name"
             )
         model = models[0]
