@@ -8,9 +8,8 @@ import sys
 import jsonschema
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, crds_dir
 
-CRDS = REPO_ROOT.parent / "shared" / "crds"
 MANIFESTS = REPO_ROOT / "manifests" / "base" / "monitoring"
 
 
@@ -33,11 +32,7 @@ def test_prometheusrule_holds_exactly_the_plain_rules() -> None:
 
 
 def test_prometheusrule_matches_the_crd_schema() -> None:
-    crd_path = CRDS / "monitoring.coreos.com_prometheusrules.yaml"
-    if not crd_path.is_file():  # the shared CRDs live next to the checkout on this machine
-        import pytest
-
-        pytest.skip(f"{crd_path} not found")
+    crd_path = crds_dir() / "monitoring.coreos.com_prometheusrules.yaml"
     crd = yaml.safe_load(crd_path.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     rule = yaml.safe_load((MANIFESTS / "prometheusrule.yaml").read_text())
