@@ -4,6 +4,6 @@ Components are compiled with this default tag; `kfops compile --image` and the d
 rewrite it in the compiled spec (kfops.pipelines.compile), so no setting is read at import time.
 """
 
-from kfops import __version__
+from kfops.defaults import IMAGE
 
-IMAGE = f"kfops:{__version__}"
+__all__ = ["IMAGE"]

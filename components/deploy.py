@@ -3,6 +3,7 @@
 from kfp import dsl
 
 from kfops.components._image import IMAGE
+from kfops.defaults import DEPLOY_NAMESPACE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -11,7 +12,7 @@ def deploy(
     version: str,
     registry_root: str,
     target: str = "local",
-    namespace: str = "default",
+    namespace: str = DEPLOY_NAMESPACE,
     image: str = "",
     canary_percent: int = 0,
     mode: str = "Standard",

@@ -17,6 +17,8 @@ from kfops.components.register import register
 from kfops.components.train import train
 from kfops.components.tune import no_tuning, untuned_params
 from kfops.components.validate import validate
+from kfops.defaults import DEPLOY_NAMESPACE
+from kfops.params import DEFAULTS
 from kfops.pipelines.tuning import build_tune_pipeline
 
 PIPELINE_NAME = "kfops-training"
@@ -24,6 +26,8 @@ PIPELINE_NAME = "kfops-training"
 # and KServe mounts the same PVC: storageUri pvc://<registry_pvc>/registry/models/<m>/versions/<v>.
 REGISTRY_MOUNT_PATH = "/mnt/kfops"
 CLUSTER_REGISTRY_ROOT = f"{REGISTRY_MOUNT_PATH}/registry"
+REGISTRY_PVC = "kfops-registry"
+CLUSTER_STORAGE_ROOT = f"pvc://{REGISTRY_PVC}/registry"  # what KServe mounts versions from
 # Rounds are unrolled and ParallelFor's parallelism is fixed when the spec is compiled; at run
 # time tune_rounds may be lowered (not raised) and the budget (trials, seconds) cuts it short.
 TUNE_MAX_ROUNDS = 3
@@ -40,25 +44,25 @@ def training_pipeline(
     target: str,
     model_name: str,
     registry_root: str = CLUSTER_REGISTRY_ROOT,
-    task: str = "classification",
-    estimator: str = "logistic_regression",
+    task: str = DEFAULTS.task,
+    estimator: str = DEFAULTS.estimator,
     params_json: str = "{}",
     thresholds_json: str = "{}",
-    max_regression: float = 0.01,
-    test_size: float = 0.2,
-    seed: int = 42,
+    max_regression: float = DEFAULTS.max_regression,
+    test_size: float = DEFAULTS.test_size,
+    seed: int = DEFAULTS.seed,
     drop_columns: str = "",
     deploy_target: str = "local",
-    namespace: str = "kfops",
+    namespace: str = DEPLOY_NAMESPACE,
     canary_percent: int = 0,
     serving_image: str = IMAGE,
-    storage_root: str = "pvc://kfops-registry/registry",
-    registry_pvc: str = "kfops-registry",
+    storage_root: str = CLUSTER_STORAGE_ROOT,
+    registry_pvc: str = REGISTRY_PVC,
     tune_enabled: bool = False,
-    tune_rounds: int = 2,
-    tune_trials_per_round: int = 4,
-    tune_max_trials: int = 0,
-    tune_timeout_s: float = 0.0,
+    tune_rounds: int = DEFAULTS.tune_rounds,
+    tune_trials_per_round: int = DEFAULTS.tune_trials_per_round,
+    tune_max_trials: int = DEFAULTS.tune_max_trials,
+    tune_timeout_s: float = DEFAULTS.tune_timeout_s,
     search_space: str = "",
     run_id: str = "",
 ):

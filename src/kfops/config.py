@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfops.defaults import DEPLOY_NAMESPACE, IMAGE
 from kfops.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -44,7 +45,7 @@ class Settings:
     )
     # None: the caller picks a default (usually derived from the data set).
     model_name: str | None = field(default=None, metadata=_env("KFOPS_MODEL_NAME"))
-    image: str = field(default="kfops:0.1.0", metadata=_env("KFOPS_IMAGE"))
+    image: str = field(default=IMAGE, metadata=_env("KFOPS_IMAGE"))
     kfp_host: str | None = field(
         default=None, metadata=_env("KFOPS_KFP_HOST", "KF_PIPELINES_ENDPOINT")
     )
@@ -55,7 +56,7 @@ class Settings:
     # Where a Kubeflow training run deploys a blessed model: "cluster" applies the
     # InferenceService in deploy_namespace, "local" only moves the champion alias.
     deploy_target: str = field(default="cluster", metadata=_env("KFOPS_DEPLOY_TARGET"))
-    deploy_namespace: str = field(default="kubeflow", metadata=_env("KFOPS_DEPLOY_NAMESPACE"))
+    deploy_namespace: str = field(default=DEPLOY_NAMESPACE, metadata=_env("KFOPS_DEPLOY_NAMESPACE"))
 
     def __post_init__(self) -> None:
         # Accept str paths from callers, store absolute Paths so later chdir() cannot move them.

@@ -27,8 +27,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfops.defaults import DEPLOY_NAMESPACE, IMAGE
 from kfops.errors import ClusterError, ConfigError
-from kfops.registry import Registry
+from kfops.registry import CHAMPION, Registry
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ VERSION_ANNOTATION = "kfops.io/version"
 PREVIOUS_ANNOTATION = "kfops.io/previous-version"
 SHA_ANNOTATION = "kfops.io/sha256"
 CANARY_ANNOTATION = "kfops.io/canary-version"
-CHAMPION = "champion"
 PORT = 8080
 
 
@@ -70,8 +70,8 @@ class DeployConfig:
     """How a model version runs on the cluster (everything but the version itself)."""
 
     name: str  # InferenceService name (DNS-1035), usually the model name
-    namespace: str = "default"
-    image: str = "kfops:0.1.0"
+    namespace: str = DEPLOY_NAMESPACE
+    image: str = IMAGE
     mode: str = "Standard"  # Standard (raw Deployment) or Knative (serverless)
     # Root under which the registry layout lives on the cluster: pvc://<claim>/<path>,
     # s3://bucket/prefix, gs://...; a version is <root>/models/<model>/versions/<version>.
@@ -106,8 +106,8 @@ class DeployConfig:
 
 def cluster_config(
     model: str,
-    namespace: str = "default",
-    image: str = "kfops:0.1.0",
+    namespace: str = DEPLOY_NAMESPACE,
+    image: str = IMAGE,
     mode: str = "Standard",
     storage_root: str = "pvc://kfops-registry",
     **overrides: Any,
@@ -306,7 +306,7 @@ class KServeDeployer:
     def __init__(
         self,
         api_client: Any,
-        namespace: str = "default",
+        namespace: str = DEPLOY_NAMESPACE,
         request_timeout: float = 10.0,
         poll_interval: float = 2.0,
     ):

@@ -16,69 +16,23 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kfops import tracking
+from kfops.defaults import IMAGE
 from kfops.errors import ConfigError, KfopsError
+from kfops.params import TrainingParams
 from kfops.registry import Registry
+
+if TYPE_CHECKING:
+    from kfp.local import DockerRunner
 
 log = logging.getLogger(__name__)
 
 Runner = Literal["subprocess", "docker"]
 RUNNERS: tuple[str, ...] = ("subprocess", "docker")
-DEFAULT_IMAGE = "kfops:0.1.0"
-
-
-@dataclass(frozen=True)
-class TrainingParams:
-    """The training pipeline's parameters, as `kfops run` and the retraining trigger set them."""
-
-    data_uri: str
-    target: str
-    model_name: str
-    registry_root: str
-    task: str = "classification"
-    estimator: str = "logistic_regression"
-    params: dict[str, Any] = field(default_factory=dict)
-    thresholds: dict[str, float] = field(default_factory=dict)
-    max_regression: float = 0.01
-    test_size: float = 0.2
-    seed: int = 42
-    drop_columns: tuple[str, ...] = ()
-    # Hyperparameter tuning (kfops.tuning): off unless tune is set.
-    tune: bool = False
-    tune_rounds: int = 2
-    tune_trials_per_round: int = 4
-    tune_max_trials: int = 0
-    tune_timeout_s: float = 0.0
-    search_space: str = ""  # YAML/JSON text overriding the estimator's default space
-
-    def pipeline_arguments(self, run_id: str) -> dict[str, Any]:
-        import json
-
-        return {
-            "data_uri": self.data_uri,
-            "target": self.target,
-            "model_name": self.model_name,
-            "registry_root": str(Path(self.registry_root).resolve()),
-            "task": self.task,
-            "estimator": self.estimator,
-            "params_json": json.dumps(self.params, sort_keys=True),
-            "thresholds_json": json.dumps(self.thresholds, sort_keys=True),
-            "max_regression": float(self.max_regression),
-            "test_size": float(self.test_size),
-            "seed": int(self.seed),
-            "drop_columns": ",".join(self.drop_columns),
-            "tune_enabled": bool(self.tune),
-            "tune_rounds": int(self.tune_rounds),
-            "tune_trials_per_round": int(self.tune_trials_per_round),
-            "tune_max_trials": int(self.tune_max_trials),
-            "tune_timeout_s": float(self.tune_timeout_s),
-            "search_space": self.search_space,
-            "run_id": run_id,
-        }
 
 
 @dataclass(frozen=True)
@@ -139,7 +93,7 @@ def _check_arguments(arguments: dict[str, Any]) -> None:
             )
 
 
-def _docker_runner() -> Any:
+def _docker_runner() -> DockerRunner:
     import kfp.local
 
     try:
@@ -225,7 +179,7 @@ def preflight(params: TrainingParams) -> None:
 def run_training(
     params: TrainingParams,
     runner: str = "subprocess",
-    image: str = DEFAULT_IMAGE,
+    image: str = IMAGE,
     run_id: str | None = None,
 ) -> RunSummary:
     """Run the training pipeline locally and return what it decided.

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import kfops
 from kfops.errors import RegistryError
@@ -40,6 +40,10 @@ LINEAGE = "lineage.json"
 MODEL_FILE = "model.joblib"
 RESERVED_FILES = frozenset({MANIFEST, LINEAGE})
 STAGING_PREFIX = ".staging-"
+# The aliases kfops moves: a blessed, registered version becomes the challenger; deploying it
+# makes it the champion (what `kfops serve` follows and what the next run is judged against).
+CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 # KServe validates InferenceService names as DNS-1035 labels: lowercase alphanumerics and '-',
 # starting with a letter, ending alphanumeric, at most 63 characters.
@@ -382,7 +386,7 @@ class Registry:
             write_json_atomic(self._aliases_dir(model) / f"{alias}.json", record)
         return target
 
-    def rollback(self, model: str, alias: str = "champion") -> ModelVersion:
+    def rollback(self, model: str, alias: str = CHAMPION) -> ModelVersion:
         """Point ``alias`` back at its previous version (a second rollback undoes the first)."""
         record = self._read_alias(model, alias)
         if record is None:
@@ -439,9 +443,32 @@ class Registry:
         except RegistryError:
             return None
 
-    def verify(self, model: str, version: str | int) -> ModelVersion:
-        """Resolve ``version`` (alias or id) and recompute every sha256 in its manifest."""
-        mv = self.resolve(model, version)
+    @overload
+    def verify(
+        self, model: str, ref: str | int = CHAMPION, *, missing_ok: Literal[False] = False
+    ) -> ModelVersion: ...
+
+    @overload
+    def verify(
+        self, model: str, ref: str | int = CHAMPION, *, missing_ok: Literal[True]
+    ) -> ModelVersion | None: ...
+
+    def verify(
+        self, model: str, ref: str | int = CHAMPION, *, missing_ok: bool = False
+    ) -> ModelVersion | None:
+        """Resolve ``ref`` (alias or version id, default the champion) and recompute every
+        sha256 in its manifest: the one way to get a version whose files can be trusted.
+
+        RegistryError names an unknown model, alias or version, or the file that differs. With
+        ``missing_ok`` a model without versions or an unset alias is None instead (the first
+        training run has no champion to compare with); a tampered version still raises.
+        """
+        if missing_ok:
+            if model not in self.models():
+                return None
+            if _version_id(ref) is None and self.get_alias(model, str(ref)) is None:
+                return None
+        mv = self.resolve(model, ref)
         verify_dir(mv.path)
         return mv
 
@@ -472,7 +499,7 @@ class Registry:
         versions_dir = model_dir / "versions"
         versions_dir.mkdir(parents=True, exist_ok=True)
         base_lineage = dict(lineage)
-        base_lineage.setdefault("parent", self.get_alias(model_name, "champion"))
+        base_lineage.setdefault("parent", self.get_alias(model_name, CHAMPION))
         base_lineage["code"] = code_version()
         base_lineage["model"] = model_name
 

@@ -41,6 +41,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from kfops.defaults import IMAGE
 from kfops.errors import ConfigError, KfopsError
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class KubeflowLauncher:
         *,
         training_target: str | None = None,
         task: str | None = None,
-        image: str = "kfops:0.1.0",
+        image: str = IMAGE,
         deploy: Mapping[str, Any] | None = None,
         wait_timeout: float = 6 * 3600.0,
         poll_seconds: float = 15.0,

@@ -185,6 +185,26 @@ def test_alias_move_resolve_rollback(reg: Registry, tmp_path: Path) -> None:
     assert reg.get_alias("penguins", "canary") is None
 
 
+def test_verify_resolves_and_checks_the_champion_or_says_there_is_none(
+    reg: Registry, tmp_path: Path
+) -> None:
+    # The first training run: no model, then a model without a champion -> None, not an error.
+    assert reg.verify("penguins", missing_ok=True) is None
+    reg.register("penguins", _artifacts(tmp_path), {})
+    assert reg.verify("penguins", missing_ok=True) is None
+    with pytest.raises(RegistryError, match="unknown version or alias 'champion'"):
+        reg.verify("penguins")
+    mv = reg.register("penguins", _artifacts(tmp_path, "b"), {}, aliases=["champion"])
+    assert reg.verify("penguins").version == mv.version == "v2"  # the champion by default
+    assert reg.verify("penguins", "v1", missing_ok=True).version == "v1"  # type: ignore[union-attr]
+    # A tampered champion is never "missing": it raises, with or without missing_ok.
+    mv.file("model.joblib").write_bytes(b"tampered")
+    with pytest.raises(RegistryError, match=r"model\.joblib .*sha256"):
+        reg.verify("penguins", missing_ok=True)
+    with pytest.raises(RegistryError, match="model name"):
+        reg.verify("Penguins")
+
+
 def test_find_returns_none_for_missing(reg: Registry, tmp_path: Path) -> None:
     assert reg.find("penguins", "champion") is None  # first run: no model yet
     with pytest.raises(RegistryError, match="alias"):

@@ -56,9 +56,12 @@ def cmd_models(args: argparse.Namespace) -> int:
                 f"{lineage.get('run_id', '')!s:30} {shown}"
             )
         return 0
-    mv = registry.resolve(args.model, args.ref)
+    mv = (
+        registry.verify(args.model, args.ref)
+        if args.verify
+        else registry.resolve(args.model, args.ref)
+    )
     if args.verify:
-        registry.verify_dir(mv.path)
         print(f"verified: every file of {args.model} {mv.version} matches MANIFEST.json")
     print(
         json.dumps(

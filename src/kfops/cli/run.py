@@ -6,10 +6,14 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfops.config import Settings
 from kfops.errors import ConfigError
+from kfops.params import DEFAULTS, TrainingParams
+
+if TYPE_CHECKING:
+    from kfops.local_runner import RunSummary
 
 # Used when no --threshold is given: a model must beat these to be blessed at all.
 DEFAULT_THRESHOLDS = {"classification": {"f1_macro": 0.6}, "regression": {"r2": 0.0}}
@@ -36,16 +40,30 @@ def register(sub: Any) -> None:
         metavar="METRIC=VALUE",
         help="blessing threshold (min for scores, max for errors); repeatable",
     )
-    run.add_argument("--max-regression", type=float, default=0.01)
-    run.add_argument("--test-size", type=float, default=0.2)
-    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--max-regression", type=float, default=DEFAULTS.max_regression)
+    run.add_argument("--test-size", type=float, default=DEFAULTS.test_size)
+    run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--drop-columns", default="", help="comma-separated columns to ignore")
     tune = run.add_argument_group("hyperparameter tuning (Optuna, trials as parallel tasks)")
     tune.add_argument("--tune", action="store_true", help="tune before training")
-    tune.add_argument("--tune-rounds", type=int, default=2, help="ask/tell rounds (1-3)")
-    tune.add_argument("--tune-trials", type=int, default=4, help="trials per round")
-    tune.add_argument("--tune-max-trials", type=int, default=0, help="trial budget (0: none)")
-    tune.add_argument("--tune-timeout", type=float, default=0.0, help="seconds budget (0: none)")
+    tune.add_argument(
+        "--tune-rounds", type=int, default=DEFAULTS.tune_rounds, help="ask/tell rounds (1-3)"
+    )
+    tune.add_argument(
+        "--tune-trials", type=int, default=DEFAULTS.tune_trials_per_round, help="trials per round"
+    )
+    tune.add_argument(
+        "--tune-max-trials",
+        type=int,
+        default=DEFAULTS.tune_max_trials,
+        help="trial budget (0: none)",
+    )
+    tune.add_argument(
+        "--tune-timeout",
+        type=float,
+        default=DEFAULTS.tune_timeout_s,
+        help="seconds budget (0: none)",
+    )
     tune.add_argument("--search-space", help="YAML/JSON file overriding the default space")
     run.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
     run.add_argument("--image", help="image for --runner docker (env KFOPS_IMAGE)")
@@ -71,15 +89,19 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
     return out
 
 
+def parse_columns(text: str) -> tuple[str, ...]:
+    """``--drop-columns a,b``: the column names, blanks dropped."""
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
 def _model_name_from(data: str) -> str:
     stem = Path(data.split("?")[0]).stem.lower()
     name = re.sub(r"[^a-z0-9-]+", "-", stem).strip("-")[:63]
     return name or "model"
 
 
-def training_params(args: argparse.Namespace, settings: Settings) -> Any:
+def training_params(args: argparse.Namespace, settings: Settings) -> TrainingParams:
     from kfops import datasets
-    from kfops.local_runner import TrainingParams
 
     if args.data is None:
         data_uri = str(datasets.default_data_path())
@@ -90,7 +112,7 @@ def training_params(args: argparse.Namespace, settings: Settings) -> Any:
         if not args.target:
             raise ConfigError("--target is required with --data (the column to predict)")
         data_uri, target = args.data, args.target
-        task = args.task or "classification"
+        task = args.task or DEFAULTS.task
         model_name = settings.model_name or _model_name_from(args.data)
     try:
         params = json.loads(args.params)
@@ -104,13 +126,13 @@ def training_params(args: argparse.Namespace, settings: Settings) -> Any:
         task=task,
         model_name=model_name,
         registry_root=str(settings.registry_root),
-        estimator=args.estimator or "logistic_regression",
+        estimator=args.estimator or DEFAULTS.estimator,
         params=params,
         thresholds=parse_thresholds(args.threshold) or DEFAULT_THRESHOLDS[task],
         max_regression=args.max_regression,
         test_size=args.test_size,
         seed=args.seed,
-        drop_columns=tuple(c.strip() for c in args.drop_columns.split(",") if c.strip()),
+        drop_columns=parse_columns(args.drop_columns),
         tune=args.tune,
         tune_rounds=args.tune_rounds,
         tune_trials_per_round=args.tune_trials,
@@ -128,7 +150,7 @@ def _read_text(path: str) -> str:
         raise ConfigError(f"--search-space {path}: {exc.strerror or exc}") from None
 
 
-def format_summary(summary: Any) -> str:
+def format_summary(summary: RunSummary) -> str:
     lines = [
         "",
         f"run           {summary.run_id} ({summary.status})",

@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kfops.config import Settings
+from kfops.registry import CHAMPION
+
+if TYPE_CHECKING:
+    from kfops.deploy import DeployConfig
 
 
 def register(sub: Any) -> None:
@@ -22,7 +28,7 @@ def register(sub: Any) -> None:
     serve.add_argument(
         "--model",
         dest="ref",
-        default="champion",
+        default=CHAMPION,
         help="alias or version to serve (default: champion)",
     )
     serve.add_argument(
@@ -54,7 +60,9 @@ def register(sub: Any) -> None:
     common.add_argument("--registry", default=None, help="registry root")
     common.add_argument("--name", dest="registry_model", default=None, help="model name")
     cluster = argparse.ArgumentParser(add_help=False)
-    cluster.add_argument("--namespace", default="default")
+    cluster.add_argument(
+        "--namespace", default=None, help="namespace (default: KFOPS_DEPLOY_NAMESPACE or kfops)"
+    )
     cluster.add_argument("--image", default=None, help="predictor image (default: KFOPS_IMAGE)")
     cluster.add_argument("--mode", default="Standard", help="Standard or Knative")
     cluster.add_argument(
@@ -77,7 +85,7 @@ def register(sub: Any) -> None:
     p = dsub.add_parser(
         "render", parents=[common, cluster], help="print the InferenceService for a version as JSON"
     )
-    p.add_argument("version", nargs="?", default="champion")
+    p.add_argument("version", nargs="?", default=CHAMPION)
     p.set_defaults(func=_render)
     p = dsub.add_parser(
         "apply",
@@ -94,7 +102,6 @@ def register(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[Path, str]:
-    from kfops.config import Settings
     from kfops.errors import ConfigError
     from kfops.registry import Registry
 
@@ -116,7 +123,6 @@ def _settings(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from kfops.config import Settings
     from kfops.serving.model import ModelSource
     from kfops.serving.server import serve
 
@@ -133,17 +139,20 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args, ModelSource(registry_root=root, model=model, ref=args.ref), model)
 
 
-def _cfg(args: argparse.Namespace, model: str) -> Any:
-    from kfops.config import Settings
+def _cfg(args: argparse.Namespace, model: str) -> DeployConfig:
     from kfops.deploy import DeployConfig
 
     return DeployConfig(
         name=model,
-        namespace=args.namespace,
+        namespace=_namespace(args),
         image=args.image or Settings.from_env().image,
         mode=args.mode,
         storage_root=args.storage_root,
     )
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    return str(args.namespace or Settings.from_env().deploy_namespace)
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -159,9 +168,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
     root, model = _settings(args)
     if args.cluster:
-        deployer = deploy.KServeDeployer(deploy.load_api_client(), namespace=args.namespace)
+        deployer = deploy.KServeDeployer(deploy.load_api_client(), namespace=_namespace(args))
         deployer.rollback(model, _cfg(args, model), model, timeout=args.timeout)
-        print(f"{args.namespace}/{model}: rolled back")
+        print(f"{_namespace(args)}/{model}: rolled back")
         return 0
     print(f"{model}: champion -> {deploy.rollback_local(root, model)}")
     return 0
@@ -198,7 +207,7 @@ def _promote_canary(args: argparse.Namespace) -> int:
     from kfops import deploy
 
     _, model = _settings(args)
-    deployer = deploy.KServeDeployer(deploy.load_api_client(), namespace=args.namespace)
+    deployer = deploy.KServeDeployer(deploy.load_api_client(), namespace=_namespace(args))
     deployer.promote(model, timeout=args.timeout)
-    print(f"{args.namespace}/{model}: canary promoted")
+    print(f"{_namespace(args)}/{model}: canary promoted")
     return 0

@@ -21,7 +21,7 @@ import pandas as pd
 
 from kfops.contract_model import Contract
 from kfops.errors import ContractError, RegistryError
-from kfops.registry import MODEL_FILE, Registry, verify_dir
+from kfops.registry import CHAMPION, MODEL_FILE, Registry, verify_dir
 from kfops.serving.batching import drain
 from kfops.serving.metrics import get_metrics
 from kfops.serving.validation import DEFAULT_MAX_ROWS, RequestSchema
@@ -45,7 +45,7 @@ class ModelSource:
     model_dir: Path | None = None
     registry_root: Path | None = None
     model: str | None = None
-    ref: str = "champion"
+    ref: str = CHAMPION
 
     def __post_init__(self) -> None:
         if (self.model_dir is None) == (self.registry_root is None):

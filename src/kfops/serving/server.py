@@ -206,6 +206,7 @@ class ServingError(KfopsError):
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m kfops.serving``: the container entry point (``--model-dir /mnt/models``)."""
+    from kfops.registry import CHAMPION
     from kfops.serving.model import ModelSource
 
     parser = argparse.ArgumentParser(
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--registry", default=None, help="registry root (instead of --model-dir)")
     parser.add_argument("--model", default=None, help="model name in the registry")
-    parser.add_argument("--ref", default="champion", help="alias or version (default champion)")
+    parser.add_argument("--ref", default=CHAMPION, help="alias or version (default champion)")
     add_serving_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,0 +1,19 @@
+"""Defaults that several entry points share, each in one place.
+
+- ``IMAGE``: the project image, tagged with the installed kfops version (components, the
+  compiler, ``Settings.image``, the local runner and the trigger all start from it).
+- ``DEPLOY_NAMESPACE``: where a blessed model's InferenceService goes unless told otherwise.
+  ``kfops`` is the namespace the manifests create (``manifests/base``), where their RBAC lets
+  the pipeline manage InferenceServices and where the production overlay runs everything;
+  an install that runs kfops elsewhere (kind: KFP standalone's ``kubeflow``) says so with
+  ``KFOPS_DEPLOY_NAMESPACE`` or the pipeline parameter ``namespace``.
+
+Training-run defaults (task, estimator, seed, test size, maximum regression, tuning budget) are
+the field defaults of ``kfops.params.TrainingParams``; alias names are
+``kfops.registry.CHAMPION`` and ``CHALLENGER``.
+"""
+
+from kfops import __version__
+
+IMAGE = f"kfops:{__version__}"
+DEPLOY_NAMESPACE = "kfops"
