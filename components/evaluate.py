@@ -21,9 +21,9 @@ def evaluate(
 ):
     from pathlib import Path
 
-    from kfops import evaluation as ev
     from kfops import lifecycle
     from kfops.io import write_text_atomic
+    from kfops.reports.evaluation import render_report
 
     ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
     result = lifecycle.evaluate_step(
@@ -35,4 +35,4 @@ def evaluate(
     if ui is not None:
         classification_metrics.log_confusion_matrix(ui.labels, ui.matrix)
         classification_metrics.log_roc_curve(ui.fpr, ui.tpr, ui.thresholds)
-    write_text_atomic(Path(report.path), ev.render_report(result, "Evaluation", None))
+    write_text_atomic(Path(report.path), render_report(result, "Evaluation", None))

@@ -24,12 +24,16 @@ def validate(
 
     from kfops import lifecycle
     from kfops.io import write_text_atomic
+    from kfops.reports.validation import validation_markdown
 
     ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
     result = lifecycle.validate_step(
         Path(snapshot.path), target, task, model_name, Path(contract.path), ctx, drop_columns
     )
     write_text_atomic(Path(statistics.path), result.statistics_markdown)
-    write_text_atomic(Path(validation_report.path), lifecycle.validation_markdown(result))
+    write_text_atomic(
+        Path(validation_report.path),
+        validation_markdown(result.report, result.contract, result.champion_version),
+    )
     contract.metadata["features"] = len(result.contract.features)
     return result.champion_version or ""

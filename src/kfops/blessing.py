@@ -15,6 +15,7 @@ from typing import Any
 
 from kfops.errors import ConfigError
 from kfops.evaluation import HIGHER_IS_BETTER, METRICS_BY_TASK, PRIMARY_METRIC, Evaluation
+from kfops.reports import fmt
 
 # Metrics whose scale depends on the data (target units, or unbounded): a tolerance in absolute
 # units would mean different things on different datasets, so it is relative to the champion.
@@ -143,11 +144,11 @@ class BlessingDecision:
 
 
 def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return fmt.number(value, missing="-")
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.3f}"
+    return fmt.number(value, fmt.SHORT)
 
 
 def bless(

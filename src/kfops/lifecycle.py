@@ -176,19 +176,6 @@ def validate_step(
     )
 
 
-def validation_markdown(result: ValidateResult) -> str:
-    lines = ["# Data validation", ""]
-    if result.champion_version:
-        lines.append(f"Validated against champion **{result.champion_version}**'s contract.")
-    else:
-        lines.append("No champion yet: validated against the contract inferred from this data.")
-    lines += ["", result.report.to_markdown()]
-    if result.contract.dropped:
-        lines += ["", "## Columns not used as features", ""]
-        lines += [f"- `{d['name']}`: {d['reason']}" for d in result.contract.dropped]
-    return "\n".join(lines) + "\n"
-
-
 # -- prepare ------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,6 @@ Formats: docs/ARCHITECTURE.md, "Payload capture".
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import logging
@@ -489,91 +488,15 @@ class MonitoringResult:
         return f"{head} ({'; '.join(self.reasons)})" if self.reasons else head
 
     def to_markdown(self) -> str:
-        cap = self.capture
-        lines = [
-            f"# Monitoring: {self.model} {self.version or ''}",
-            "",
-            f"**{self.status.upper()}**: {'; '.join(self.reasons) or 'nothing to report'}",
-            "",
-            f"Window {cap['start']} to {cap['end']}: {self.rows} rows "
-            f"({self.other_version_rows} of other versions), {cap['files']} files, "
-            f"{cap['malformed']} malformed lines skipped.",
-            "",
-        ]
-        if self.quality is not None:
-            q = self.quality
-            lines += ["## Quality", "", q.reason, "", "| metric | window | training |"]
-            lines.append("|---|---:|---:|")
-            for name, value in sorted(q.metrics.items()):
-                train = q.training_metrics.get(name)
-                lines.append(
-                    f"| {name} | {value:.4f} | {'' if train is None else f'{train:.4f}'} |"
-                )
-            lines.append("")
-        if self.drift is not None:
-            lines.append(self.drift.to_markdown().replace("# Drift report", "## Drift"))
-        return "\n".join(lines) + "\n"
+        from kfops.reports.monitoring import markdown
+
+        return markdown(self)
 
     def to_html(self) -> str:
         """One self-contained page (the Kubeflow dashboard renders it as an HTML artifact)."""
-        esc = html.escape
-        cap = self.capture
-        color = {"retrain": "#fdd", "ok": "#dfd"}.get(self.status, "#ffd")
-        parts = [
-            "<!doctype html><html><head><meta charset='utf-8'>",
-            f"<title>Monitoring {esc(self.model)}</title><style>",
-            "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}",
-            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}",
-            "tr.drift{background:#fdd}tr.missing{background:#ffd}tr.untested{color:#888}",
-            f".verdict{{background:{color};padding:.6em;border:1px solid #ccc}}",
-            "</style></head><body>",
-            f"<h1>Monitoring: {esc(self.model)} {esc(self.version or '')}</h1>",
-            f"<p class='verdict'><b>{esc(self.status.upper())}</b>: "
-            f"{esc('; '.join(self.reasons) or 'nothing to report')}</p>",
-            f"<p>Window {esc(cap['start'])} to {esc(cap['end'])}: {self.rows} rows "
-            f"({self.other_version_rows} of other versions) from {cap['files']} files; "
-            f"{cap['malformed']} malformed lines skipped.</p>",
-        ]
-        if cap.get("malformed_examples"):
-            items = "".join(f"<li>{esc(e)}</li>" for e in cap["malformed_examples"])
-            parts.append(f"<details><summary>Malformed lines</summary><ul>{items}</ul></details>")
-        if self.data_quality is not None:
-            dq = self.data_quality
-            parts.append(
-                f"<h2>Data quality</h2><p>{dq['errors']} errors, {dq['warnings']} warnings.</p>"
-            )
-            if dq["violations"]:
-                rows = "".join(
-                    f"<tr><td>{esc(v['severity'])}</td><td>{esc(str(v['column'] or ''))}</td>"
-                    f"<td>{esc(v['rule'])}</td><td>{v['count']}</td>"
-                    f"<td>{esc(v['message'])}</td></tr>"
-                    for v in dq["violations"]
-                )
-                parts.append(
-                    "<table><tr><th>severity</th><th>column</th><th>rule</th><th>count</th>"
-                    f"<th>message</th></tr>{rows}</table>"
-                )
-        if self.quality is not None:
-            q = self.quality
-            rows = "".join(
-                f"<tr><td>{esc(name)}</td><td>{value:.4f}</td>"
-                f"<td>{_fmt(q.training_metrics.get(name))}</td></tr>"
-                for name, value in sorted(q.metrics.items())
-            )
-            parts.append(
-                f"<h2>Quality ({q.labeled_rows} labelled rows)</h2><p>{esc(q.reason)}</p>"
-                f"<table><tr><th>metric</th><th>window</th><th>training</th></tr>{rows}</table>"
-            )
-        if self.drift is not None:
-            body = self.drift.to_html(title="Drift")
-            start, stop = body.find("<body>"), body.rfind("</body>")
-            parts.append(body[start + len("<body>") : stop].replace("<h1>", "<h2>", 1))
-        parts.append("</body></html>\n")
-        return "".join(parts)
+        from kfops.reports.monitoring import html
 
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
+        return html(self)
 
 
 def _version_dir(registry_root: str | Path, model: str, version: str | None) -> Any:

@@ -30,6 +30,7 @@ import yaml
 
 from kfops.errors import ConfigError, KfopsError
 from kfops.io import read_json, write_json_atomic
+from kfops.reports import fmt
 
 if TYPE_CHECKING:
     import optuna
@@ -837,11 +838,9 @@ def param_importances(state: StudyState) -> dict[str, float] | None:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
     if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value)).replace("|", "\\|")
+        return fmt.number(value, fmt.SIGNIFICANT)
+    return "" if value is None else fmt.cell(html.escape(str(value)))
 
 
 def summary(state: StudyState) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def test_monitoring_pipeline_retrains_on_a_drifted_labelled_window(tmp_path: Pat
     assert versions == ["v1", "v2"], versions
     v2 = registry.resolve(MODEL, "v2")
     assert "retrain-data" in v2.lineage["data_uri"]
-    reports = list((tmp_path / "root").rglob("report"))
+    # The monitor task's report (every kfops report now shares one page shell and doctype).
+    reports = list((tmp_path / "root").rglob("monitor/report"))
     html = [p for p in reports if p.is_file() and p.read_text().startswith("<!doctype html>")]
     assert html and "num_01" in html[0].read_text()

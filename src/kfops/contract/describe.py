@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
@@ -11,14 +10,13 @@ from pandas.api import types as ptypes
 from kfops.contract._values import to_jsonable
 from kfops.contract.coercion import coerce_frame
 from kfops.contract_model import Contract
+from kfops.reports import fmt
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
     if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
+        return fmt.number(value, fmt.SIGNIFICANT)
+    return "" if value is None else str(value)
 
 
 def describe(df: pd.DataFrame, contract: Contract) -> str:

@@ -20,6 +20,7 @@ from kfops.contract._values import to_jsonable
 from kfops.contract.coercion import LostValues, coerce_counting_losses
 from kfops.contract_model import Contract
 from kfops.errors import ContractError
+from kfops.reports import fmt
 
 Severity = Literal["error", "warning"]
 
@@ -89,7 +90,7 @@ class ValidationReport:
             "| --- | --- | --- | ---: | --- |",
         ]
         for v in sorted(self.violations, key=lambda v: (v.severity != "error", v.column or "")):
-            message = v.message.replace("|", "\\|").replace("\n", " ")
+            message = fmt.cell(v.message)
             lines.append(f"| {v.severity} | {v.column or ''} | {v.rule} | {v.count} | {message} |")
         return "\n".join(lines) + "\n"
 

@@ -17,7 +17,6 @@ hides a few strongly drifted features); the share is reported as well.
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -135,85 +134,15 @@ class DriftReport:
             "features": [asdict(f) for f in self.features],
         }
 
-    def _summary(self) -> str:
-        if self.status == NO_DATA:
-            return f"No drift verdict: the window has {self.window_rows} rows."
-        verdict = "DRIFT" if self.dataset_drift else "no drift"
-        text = (
-            f"Dataset: {verdict}. {len(self.drifted)} of {self.tested} tested features drifted "
-            f"(share {self.drift_share:.0%}) in {self.window_rows} rows vs "
-            f"{self.reference_rows} reference rows."
-        )
-        if self.drifted:
-            text += f" Drifted: {', '.join(self.drifted)}."
-        if self.missing:
-            text += f" Missing from the window: {', '.join(self.missing)}."
-        return text
-
-    def _table(self) -> tuple[list[str], list[list[str]]]:
-        head = ["feature", "kind", "status", "PSI", "KS", "JS", "test", "p", "p adj", "reason"]
-        rows = [
-            [
-                f.name,
-                f.kind,
-                f.status,
-                _fmt(f.psi),
-                _fmt(f.ks),
-                _fmt(f.js),
-                f.test or "",
-                _fmt_p(f.p_value),
-                _fmt_p(f.p_adjusted),
-                f.reason,
-            ]
-            for f in self.features
-        ]
-        return head, rows
-
     def to_markdown(self) -> str:
-        head, rows = self._table()
-        lines = ["# Drift report", "", self._summary(), ""]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "---|" * len(head))
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-        p = self.policy
-        lines += [
-            "",
-            f"Policy: BH-adjusted p < {p.alpha} AND (PSI >= {p.psi_threshold} or "
-            f"KS >= {p.ks_threshold} [numeric] / JS >= {p.js_threshold} [categorical]).",
-        ]
-        return "\n".join(lines) + "\n"
+        from kfops.reports.drift import markdown
+
+        return markdown(self)
 
     def to_html(self, title: str = "Drift report") -> str:
-        head, rows = self._table()
-        cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-        body = "".join(
-            f'<tr class="{html.escape(r[2])}">'
-            + "".join(f"<td>{html.escape(c)}</td>" for c in r)
-            + "</tr>"
-            for r in rows
-        )
-        p = self.policy
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>"
-            "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}"
-            "tr.drift{background:#fdd}tr.missing{background:#ffd}tr.untested{color:#888}"
-            "</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(self._summary())}</p>"
-            f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
-            f"<p>Policy: BH-adjusted p &lt; {p.alpha} and (PSI &ge; {p.psi_threshold} or "
-            f"KS &ge; {p.ks_threshold} for numeric, JS &ge; {p.js_threshold} for categorical)."
-            "</p></body></html>\n"
-        )
+        from kfops.reports.drift import html_page
 
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
-
-
-def _fmt_p(value: float | None) -> str:
-    return "" if value is None else f"{value:.3g}"
+        return html_page(self, title)
 
 
 def _null_split(counts: np.ndarray) -> np.ndarray:
