@@ -219,6 +219,51 @@ def test_predictor_v1_and_v2_with_probabilities(tmp_path: Path) -> None:
         call(p, b"{not json")
 
 
+def test_predictor_fills_kserves_stages_so_each_is_timed(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    make_registry(tmp_path / "reg")
+    p = KfopsPredictor(
+        "stages",
+        ModelSource(registry_root=tmp_path / "reg", model=MODEL),
+        ServingOptions(drift=False),
+    )
+    assert p.load()
+
+    def counts() -> list[float]:
+        names = (
+            "request_preprocess_seconds",
+            "request_predict_seconds",
+            "request_postprocess_seconds",
+        )
+        return [
+            REGISTRY.get_sample_value(f"{n}_count", {"model_name": "stages"}) or 0.0 for n in names
+        ]
+
+    assert counts() == [0.0, 0.0, 0.0]
+    call(p, {"instances": [valid_row(), valid_row()]})
+    call(p, v2([InferInput("x", [1, 7], "BYTES", list(valid_row().values()))]))
+    assert counts() == [2.0, 2.0, 2.0]
+    # A bad request fails in preprocess: the model is never called.
+    with pytest.raises(RequestError):
+        call(p, {"instances": [{**valid_row(), "island": 3}]})
+    assert counts() == [3.0, 2.0, 2.0]
+
+
+def test_serving_modules_import_without_a_cycle() -> None:
+    import ast
+
+    import kfops.serving.predictor as predictor
+    import kfops.serving.server as server
+
+    def imports(module: Any) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert "kfops.serving.server" not in imports(predictor)
+    assert "kfops.serving.predictor" in imports(server)
+
+
 def test_hot_swap_and_bad_new_version_keeps_old(tmp_path: Path) -> None:
     root = tmp_path / "reg"
     registry = make_registry(root)

@@ -1,10 +1,16 @@
 """The kfops predictor: a ``kserve.Model`` that checks every request against the data contract.
 
-Request path (kept short on purpose, see the design notes' measurements): pick up the current
-``ServedVersion`` (one attribute read), check values into column lists (``validation``), one
-DataFrame, one model call, counters, then a non-blocking hand-off to capture and drift threads.
-Client mistakes raise ``RequestError``, which ``install_app_hooks`` maps to 400/422 with a JSON
-body naming every bad field.
+It fills kserve's stages, so kserve times each one (``request_preprocess_seconds``,
+``request_predict_seconds``, ``request_postprocess_seconds``):
+
+- ``preprocess``: pick up the current ``ServedVersion`` (one attribute read) and check the
+  request's values into column lists (``validation``: no pandas);
+- ``predict``: one DataFrame, one model call;
+- ``postprocess``: counters, a non-blocking hand-off to capture and drift threads, and the
+  V1 or V2 response.
+
+Client mistakes raise ``RequestError``, which ``app.install_app_hooks`` maps to 400/422 with a
+JSON body naming every bad field.
 """
 
 from __future__ import annotations
@@ -19,16 +25,17 @@ from typing import Any
 
 import kserve
 import orjson
-from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kfops.errors import KfopsError
+from kfops.serving import app
 from kfops.serving.capture import CaptureItem, PayloadCapture
-from kfops.serving.metrics import MetricsMiddleware, get_metrics
+from kfops.serving.metrics import get_metrics
 from kfops.serving.model import ModelSource, ServedVersion, load_version
 from kfops.serving.validation import (
     DEFAULT_MAX_ROWS,
     PROBA_OUTPUT,
+    Batch,
     FieldError,
     RequestError,
 )
@@ -51,8 +58,23 @@ class ServingOptions:
 
 LOAD_WAIT_SECONDS = 120.0
 
-# name -> predictor, for the ASGI middleware (current version label) in this process.
-_PREDICTORS: dict[str, KfopsPredictor] = {}
+
+@dataclass(frozen=True)
+class Parsed:
+    """A request checked against the version that will answer it (preprocess -> predict)."""
+
+    served: ServedVersion
+    batch: Batch
+    request: InferRequest | None  # the V2 request; None for V1
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """The model's answer to a parsed request (predict -> postprocess)."""
+
+    parsed: Parsed
+    labels: list[Any]
+    proba: list[list[float]] | None
 
 
 class KfopsPredictor(kserve.Model):
@@ -75,7 +97,7 @@ class KfopsPredictor(kserve.Model):
         self._stop = threading.Event()
         self._alias_stat: tuple[int, int, int] | None = None
         self._loaded: threading.Event | None = None  # set in spawn workers (background load)
-        _PREDICTORS[name] = self
+        app.register(name, self)
 
     # --- loading and hot swap ------------------------------------------------------------------
 
@@ -210,11 +232,9 @@ class KfopsPredictor(kserve.Model):
         self._stop = threading.Event()
         self._http_client_instance = None
         self._grpc_client_stub = None
-        _PREDICTORS[self.name] = self
-        from kfops.serving.server import quiet_logging
-
-        quiet_logging(self.options.access_log)
-        install_app_hooks()
+        app.register(self.name, self)
+        app.quiet_logging(self.options.access_log)
+        app.install_app_hooks()
         # kserve's parent pings each worker and kills one that does not answer within 5 s;
         # unpickling happens before the worker can answer, so load (imports, sha256, unpickle)
         # in the background. The parent already proved the version loads; requests that
@@ -230,16 +250,11 @@ class KfopsPredictor(kserve.Model):
             if self._loaded is not None:
                 self._loaded.set()
 
-    # --- inference --------------------------------------------------------------------------------
+    # --- inference: kserve's stages -------------------------------------------------------------
 
-    async def __call__(
-        self,
-        body: Any,
-        headers: dict[str, str] | None = None,
-        verb: InferenceVerb = InferenceVerb.PREDICT,
-    ) -> tuple[Any, dict[str, str]]:
-        if verb != InferenceVerb.PREDICT:
-            raise NotImplementedError("kfops models do not implement :explain")
+    async def preprocess(
+        self, payload: dict[str, Any] | InferRequest | bytes, headers: dict[str, str] | None = None
+    ) -> Parsed:
         served = self.served
         if served is None and self._loaded is not None and not self._loaded.is_set():
             loop = asyncio.get_running_loop()
@@ -249,18 +264,46 @@ class KfopsPredictor(kserve.Model):
             from kserve.errors import ModelNotReady
 
             raise ModelNotReady(self.name, self.load_error or "")
-        v2 = isinstance(body, InferRequest)
-        if not v2 and isinstance(body, bytes | bytearray):
-            body = _json_body(body)  # kserve leaves non-JSON content types undecoded
+        if isinstance(payload, InferRequest):
+            request: InferRequest | None = payload
+            body: Any = payload
+        else:
+            request = None
+            # kserve leaves non-JSON content types undecoded.
+            body = _json_body(payload) if isinstance(payload, bytes | bytearray) else payload
         try:
+            v2 = request is not None
             batch = served.schema.parse_v2(body) if v2 else served.schema.parse_v1(body)
         except RequestError as exc:
             exc.model, exc.version = self.name, served.version  # type: ignore[attr-defined]
             raise
-        labels, proba = served.predict(batch.columns, batch.probabilities)
+        return Parsed(served, batch, request)
+
+    def validate(self, payload: Any) -> Any:
+        """kserve's check of raw V1/V2 dictionaries; ``preprocess`` has already checked the
+        request against the model's contract, field by field."""
+        return payload
+
+    async def predict(
+        self,
+        payload: Parsed,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> Predicted:
+        labels, proba = payload.served.predict(payload.batch.columns, payload.batch.probabilities)
+        return Predicted(payload, labels, proba)
+
+    async def postprocess(
+        self,
+        result: Predicted,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict[str, Any] | InferResponse:
+        parsed = result.parsed
+        served, batch, labels, proba = parsed.served, parsed.batch, result.labels, result.proba
         self._observe(served, batch.columns, labels, proba, headers, batch.request_id)
-        if v2:
-            return self._v2_response(served, body, labels, proba, batch), {}
+        if parsed.request is not None:
+            return self._v2_response(served, parsed.request, labels, proba, batch)
         response: dict[str, Any] = {
             "predictions": labels,
             "model_name": self.name,
@@ -269,7 +312,10 @@ class KfopsPredictor(kserve.Model):
         if batch.probabilities and proba is not None and served.classes is not None:
             classes = [str(c) for c in served.classes]
             response["probabilities"] = [dict(zip(classes, p, strict=True)) for p in proba]
-        return response, {}
+        return response
+
+    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        raise NotImplementedError("kfops models do not implement :explain")
 
     def _observe(
         self,
@@ -322,7 +368,7 @@ class KfopsPredictor(kserve.Model):
         request: InferRequest,
         labels: list[Any],
         proba: list[list[float]] | None,
-        batch: Any,
+        batch: Batch,
     ) -> InferResponse:
         n = len(labels)
         wanted = batch.outputs or (
@@ -365,62 +411,3 @@ def _json_body(raw: bytes | bytearray) -> Any:
         raise RequestError(
             [FieldError("body", "malformed_request", f"the body is not valid JSON: {exc}")], 400
         ) from None
-
-
-# --- hooks on kserve's FastAPI app ------------------------------------------------------------
-
-_hooks_installed = False
-
-
-def install_app_hooks() -> None:
-    """Add the metrics middleware and the 4xx handlers to kserve's app (once per process).
-
-    Must run before the server starts: in the parent for a single worker, and in every spawn
-    worker (from ``KfopsPredictor.__setstate__``) for ``--workers N``.
-    """
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    import warnings
-
-    from fastapi import Request
-    from fastapi.exceptions import FastAPIDeprecationWarning, RequestValidationError
-    from fastapi.responses import ORJSONResponse
-    from kserve.model_server import app
-
-    # fastapi/kserve warn per request about deprecated usage; that costs time and log noise.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FastAPIDeprecationWarning)
-
-    async def request_error_handler(request: Request, exc: Exception) -> ORJSONResponse:
-        assert isinstance(exc, RequestError)
-        model = getattr(exc, "model", None)
-        if model is not None:
-            m = get_metrics()
-            for reason in exc.reasons:
-                m.validation_failures.labels(model, exc.version, reason).inc()  # type: ignore[attr-defined]
-            request.state.kfops_counted = True
-        return ORJSONResponse(status_code=exc.status, content=exc.body())
-
-    async def schema_error_handler(request: Request, exc: Exception) -> ORJSONResponse:
-        # FastAPI's own validation of V2 bodies: same JSON shape as ours.
-        assert isinstance(exc, RequestValidationError)
-        errors = []
-        for e in exc.errors()[:50]:
-            loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "InferenceRequest")]
-            if loc[:1] == ["bytes"]:
-                continue  # the alternative raw-bytes body type; its error says nothing useful
-            errors.append(
-                FieldError(".".join(loc) or "body", "malformed_request", str(e.get("msg", "")))
-            )
-        if not errors:
-            errors.append(FieldError("body", "malformed_request", "not a V2 inference request"))
-        return ORJSONResponse(status_code=422, content=RequestError(errors, 422).body())
-
-    app.add_exception_handler(RequestError, request_error_handler)
-    app.add_exception_handler(RequestValidationError, schema_error_handler)
-    app.add_middleware(
-        MetricsMiddleware,  # type: ignore[arg-type]
-        predictors=_PREDICTORS,
-    )
-    _hooks_installed = True

@@ -2,14 +2,14 @@
 
 kserve parses ``sys.argv`` when it is first imported (module-level ``parse_known_args``), so it
 is imported here with a neutral argv: our own flags (``--model v3``) would otherwise be read as
-abbreviations of kserve's (``--model_name``).
+abbreviations of kserve's (``--model_name``). The process-wide log config and app hooks are
+``kfops.serving.app`` (``quiet_logging`` stays importable from here).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import logging
 import os
 import socket
@@ -17,9 +17,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from kfops.errors import ConfigError, KfopsError
+from kfops.serving.app import install_app_hooks, quiet_logging
 
 log = logging.getLogger(__name__)
 
@@ -36,35 +38,11 @@ def _neutral_argv() -> Iterator[None]:
         sys.argv = saved
 
 
-def import_kserve() -> Any:
+def import_kserve() -> ModuleType:
     with _neutral_argv():
         import kserve
 
     return kserve
-
-
-def quiet_logging(access_log: bool = False) -> None:
-    """kserve's log config minus the per-request access and trace lines (a third of the time)."""
-    from kserve.logging import KSERVE_LOG_CONFIG, configure_logging
-
-    config = copy.deepcopy(KSERVE_LOG_CONFIG)
-    if not access_log:
-        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
-        config["loggers"]["kserve.trace"]["level"] = "WARNING"
-    config["loggers"]["kfops"] = {"handlers": ["kserve"], "level": "INFO", "propagate": False}
-    configure_logging(config)
-    logging.getLogger("kserve").addFilter(_client_error_one_line)
-
-
-def _client_error_one_line(record: logging.LogRecord) -> bool:
-    """kserve logs a full traceback for every malformed request (InvalidInput, a 400): keep one
-    line, so bad clients cannot flood the log with stack traces."""
-    exc = record.exc_info[1] if record.exc_info else None
-    if exc is not None and type(exc).__name__ == "InvalidInput":
-        record.msg, record.args = "rejected request (400): %s", (exc,)
-        record.exc_info, record.exc_text = None, None
-        record.levelno, record.levelname = logging.INFO, "INFO"
-    return True
 
 
 def check_port(port: int) -> None:
@@ -163,7 +141,7 @@ def serve(args: argparse.Namespace, source: Any, default_name: str) -> int:
         )
         prepare_multiprocess_dir(metrics_dir)
     kserve = import_kserve()
-    from kfops.serving.predictor import KfopsPredictor, ServingOptions, install_app_hooks
+    from kfops.serving.predictor import KfopsPredictor, ServingOptions
 
     quiet_logging(args.access_log)
     options = ServingOptions(
