@@ -5,9 +5,8 @@
     tune_report (tell the last round, best params, Markdown report, metrics)
 
 The study travels between tasks as a JSON artifact; trials travel as JSON strings so integer
-parameters stay integers through ParallelFor and Collected on every runner. Telling is folded
-into the next task because every task costs an interpreter start. All logic is in
-``kfops.tuning``; ``kfops.pipelines.tuning`` wires the tasks.
+parameters stay integers through ParallelFor and Collected on every runner. The steps are
+``kfops.steps.tune``; ``kfops.pipelines.tuning`` wires the tasks.
 """
 
 from typing import NamedTuple
@@ -33,12 +32,27 @@ def tune_init(
     max_rounds: int,
     study: Output[Artifact],
 ) -> list:
-    from kfops import tuning
+    from pathlib import Path
 
-    trials = tuning.start_step(
-        study.path, task, estimator, params_json, search_space, seed,
-        n_rounds, trials_per_round, max_trials, timeout_s, cv_folds, max_rounds,
-    )  # fmt: skip
+    from kfops.components import _decode
+    from kfops.steps import tune
+
+    trials = tune.start(
+        tune.StartInputs(
+            study_path=Path(study.path),
+            task=task,
+            estimator=estimator,
+            fixed_params=_decode.params(params_json),
+            search_space=search_space,
+            seed=seed,
+            n_rounds=n_rounds,
+            trials_per_round=trials_per_round,
+            max_trials=max_trials,
+            timeout_s=timeout_s,
+            cv_folds=cv_folds,
+            max_rounds=max_rounds,
+        )
+    )
     study.metadata.update({"estimator": estimator, "round": 0})
     return trials
 
@@ -52,10 +66,19 @@ def tune_ask(
     trials_per_round: int,
     study: Output[Artifact],
 ) -> list:
-    from kfops import tuning
+    from pathlib import Path
 
-    trials = tuning.ask_step(
-        study_in.path, results, study.path, round_index, n_rounds, trials_per_round
+    from kfops.steps import tune
+
+    trials = tune.ask_round(
+        tune.AskInputs(
+            study_in=Path(study_in.path),
+            results=results,
+            study_out=Path(study.path),
+            round_index=round_index,
+            n_rounds=n_rounds,
+            trials_per_round=trials_per_round,
+        )
     )
     study.metadata["round"] = round_index
     return trials
@@ -68,9 +91,13 @@ def tune_trial(
     study: Input[Artifact],
     trial: str,
 ) -> str:
-    from kfops import tuning
+    from pathlib import Path
 
-    return tuning.trial_step(train.path, contract.path, study.path, trial)
+    from kfops.steps import tune
+
+    return tune.trial(
+        tune.TrialInputs(Path(train.path), Path(contract.path), Path(study.path), trial)
+    )
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -83,10 +110,15 @@ def tune_report(
 ) -> NamedTuple("TuneReport", best_params=str, summary=str):
     import json
     from collections import namedtuple
+    from pathlib import Path
 
-    from kfops import tuning
+    from kfops.steps import tune
 
-    best_params_json, info = tuning.report_step(study_in.path, results, study.path, report.path)
+    result = tune.report(
+        tune.ReportInputs(Path(study_in.path), results, Path(study.path), Path(report.path))
+    )
+    info = result.summary
+    best_params_json = json.dumps(result.best_params, sort_keys=True)
     metrics.log_metric(f"tune_best_cv_{info['metric']}", float(info["best_value"]))
     metrics.log_metric("tune_trials", float(info["trials"]))
     metrics.log_metric("tune_failed_trials", float(info["failed"]))

@@ -26,6 +26,8 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown
 
 from kfops.components.tune import tune_ask, tune_init, tune_report, tune_trial
+from kfops.params import DEFAULTS
+from kfops.tuning.study import DEFAULT_CV_FOLDS
 
 DEFAULT_MAX_ROUNDS = 3
 DEFAULT_PARALLELISM = 2
@@ -61,11 +63,11 @@ def build_tune_pipeline(
         params_json: str = "{}",
         search_space: str = "",
         n_rounds: int = max_rounds,
-        trials_per_round: int = 4,
-        max_trials: int = 0,
-        timeout_s: float = 0.0,
-        seed: int = 42,
-        cv_folds: int = 3,
+        trials_per_round: int = DEFAULTS.tune_trials_per_round,
+        max_trials: int = DEFAULTS.tune_max_trials,
+        timeout_s: float = DEFAULTS.tune_timeout_s,
+        seed: int = DEFAULTS.seed,
+        cv_folds: int = DEFAULT_CV_FOLDS,
     ) -> TuneOutputs:
         init = tune_init(
             task=task,

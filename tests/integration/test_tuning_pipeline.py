@@ -150,7 +150,7 @@ def test_all_trials_failing_fails_the_pipeline_with_a_clear_error(subprocess_run
 
 
 def _image_has_current_tuning(image: str) -> bool:
-    check = "import kfops.tuning as t; assert hasattr(t, 'start_step') and t.SPACES_FILE.exists()"
+    check = "import kfops.steps.tune as s, kfops.tuning as t; s.start; t.SPACES_FILE.read_text()"
     done = subprocess.run(
         ["docker", "run", "--rm", "--network", "none", image, "python", "-c", check],
         capture_output=True,

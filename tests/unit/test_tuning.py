@@ -14,6 +14,7 @@ from kfops.data import read_table
 from kfops.datasets import default_data_path, make_synthetic
 from kfops.errors import ConfigError, KfopsError
 from kfops.features import split
+from kfops.steps import tune
 from kfops.training import ESTIMATORS, make_estimator
 
 
@@ -183,7 +184,9 @@ def test_all_trials_failing_is_a_clear_error_after_the_report(
     state = tuning.tell(state, [tuning.run_trial(p, state, train, contract) for p in payloads])
     state.save(tmp_path / "study.json")
     with pytest.raises(tuning.TuningError, match=r"all 2 tuning trial\(s\) of 'logistic_regr"):
-        tuning.report_step(tmp_path / "study.json", [], tmp_path / "out.json", tmp_path / "md")
+        tune.report(
+            tune.ReportInputs(tmp_path / "study.json", [], tmp_path / "out.json", tmp_path / "md")
+        )
     assert isinstance(tuning.TuningError("x"), KfopsError)
     assert "no trial completed" in (tmp_path / "md").read_text()
 
@@ -250,8 +253,10 @@ def test_regression_minimises_rmse_and_report_has_importances() -> None:
 
 def test_more_rounds_than_compiled_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="n_rounds=4 but the pipeline was compiled with 3"):
-        tuning.start_step(
-            tmp_path / "s", "regression", "ridge", n_rounds=4, trials_per_round=2, max_rounds=3
+        tune.start(
+            tune.StartInputs(
+                tmp_path / "s", "regression", "ridge", n_rounds=4, trials_per_round=2, max_rounds=3
+            )
         )
     assert not (tmp_path / "s").exists()
 
@@ -298,26 +303,28 @@ def test_pipeline_steps_pass_the_study_through_files(
     train, contract = penguins
     train.to_parquet(tmp_path / "train")  # artifact paths have no suffix
     contract.save(tmp_path / "contract")
-    payloads = tuning.start_step(
-        tmp_path / "s0", "classification", "decision_tree", '{"criterion": "gini"}', "",
-        seed=5, n_rounds=2, trials_per_round=2,
+    payloads = tune.start(
+        tune.StartInputs(
+            tmp_path / "s0", "classification", "decision_tree", {"criterion": "gini"}, "",
+            seed=5, n_rounds=2, trials_per_round=2,
+        )
     )  # fmt: skip
-    results = [
-        tuning.trial_step(tmp_path / "train", tmp_path / "contract", tmp_path / "s0", p)
-        for p in payloads
-    ]
-    payloads = tuning.ask_step(tmp_path / "s0", results, tmp_path / "s1", 1, 2, 2)
+
+    def trial(study: str, payload: str, data: Path = tmp_path) -> str:
+        return tune.trial(
+            tune.TrialInputs(data / "train", data / "contract", tmp_path / study, payload)
+        )
+
+    results = [trial("s0", p) for p in payloads]
+    payloads = tune.ask_round(tune.AskInputs(tmp_path / "s0", results, tmp_path / "s1", 1, 2, 2))
     assert [json.loads(p)["number"] for p in payloads] == [2, 3]
-    results = [
-        tuning.trial_step(tmp_path / "train", tmp_path / "contract", tmp_path / "s1", p)
-        for p in payloads
-    ]
+    results = [trial("s1", p) for p in payloads]
     # A round past n_rounds is a no-op: one skip payload, nothing evaluated, nothing told.
-    skip = tuning.ask_step(tmp_path / "s1", results, tmp_path / "s2", 2, 2, 2)
+    skip = tune.ask_round(tune.AskInputs(tmp_path / "s1", results, tmp_path / "s2", 2, 2, 2))
     assert [json.loads(p)["skip"] for p in skip] == [True]
-    skipped = [tuning.trial_step("/nonexistent", "/nonexistent", tmp_path / "s2", skip[0])]
-    best_json, info = tuning.report_step(tmp_path / "s2", skipped, tmp_path / "s3", tmp_path / "md")
-    best = json.loads(best_json)
+    skipped = [trial("s2", skip[0], data=Path("/nonexistent"))]
+    out = tune.report(tune.ReportInputs(tmp_path / "s2", skipped, tmp_path / "s3", tmp_path / "md"))
+    best, info = out.best_params, out.summary
     assert best["criterion"] == "gini" and info["trials"] == 4 and info["complete"] == 4
     final = tuning.StudyState.load(tmp_path / "s3")
     assert [t.state for t in final.trials] == ["COMPLETE"] * 4
