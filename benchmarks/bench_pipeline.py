@@ -4,7 +4,7 @@ For the bundled data and for a large synthetic table (default 1,000,000 rows x 5
 runs, each in a fresh process so peak memory is measured cleanly:
 
 - pipeline: `kfops run` (kfp.local SubprocessRunner, one process per task);
-- direct:   the same kfops.lifecycle step functions called in one process.
+- direct:   the same kfops.steps step functions called in one process.
 
 and prints wall time, peak RSS and the orchestration overhead (pipeline / direct) side by side.
 
@@ -26,27 +26,35 @@ BENCH_DIR = ROOT / ".bench"
 
 def direct(data_uri: str, target: str, task: str, registry: str) -> None:
     """The pipeline's steps as plain calls, in the pipeline's order, in this process."""
-    from kfops import lifecycle
-    from kfops.deploy import promote_local
+    from kfops.steps import bless, deploy, evaluate, extract, prepare, register, train, validate
+    from kfops.steps._run import RunContext
 
     work = Path(tempfile.mkdtemp(prefix="kfops-direct-"))
-    ctx = lifecycle.RunContext.of(registry)
+    ctx = RunContext.of(registry)
     p = {n: work / n for n in ("snapshot", "contract", "train", "test", "model", "profile")}
-    fp = lifecycle.extract_step(data_uri, p["snapshot"], ctx)
-    lifecycle.validate_step(p["snapshot"], target, task, "bench", p["contract"], ctx)
-    lifecycle.prepare_step(p["snapshot"], p["contract"], p["train"], p["test"], 0.2, 42, ctx)
-    lifecycle.train_step(
-        p["train"], p["contract"], "logistic_regression", "{}", 42, p["model"], p["profile"], ctx
-    )
     evaluation = work / "evaluation.json"
-    lifecycle.evaluate_step(p["model"], p["test"], p["contract"], evaluation, ctx)
-    decision = lifecycle.bless_step(evaluation, p["test"], "bench", "{}", 0.01, ctx)
+    fp = extract.run(extract.ExtractInputs(data_uri, p["snapshot"]), ctx)
+    validate.run(validate.ValidateInputs(p["snapshot"], target, task, "bench", p["contract"]), ctx)
+    prepare.run(
+        prepare.PrepareInputs(p["snapshot"], p["contract"], p["train"], p["test"], 0.2, 42), ctx
+    )
+    train.run(
+        train.TrainInputs(
+            p["train"], p["contract"], "logistic_regression", 42, p["model"], p["profile"]
+        ),
+        ctx,
+    )
+    evaluate.run(evaluate.EvaluateInputs(p["model"], p["test"], p["contract"], evaluation), ctx)
+    decision = bless.run(bless.BlessInputs(evaluation, p["test"], "bench", 0.01), ctx)
     if decision.blessed:
-        version = lifecycle.register_step(
-            "bench", p["model"], p["contract"], p["profile"], evaluation,
-            {"data_fingerprint": fp.sha256}, ctx,
+        version = register.run(
+            register.RegisterInputs(
+                "bench", p["model"], p["contract"], p["profile"], evaluation,
+                {"data_fingerprint": fp.sha256},
+            ),
+            ctx,
         )  # fmt: skip
-        promote_local(registry, "bench", version.version)
+        deploy.run(deploy.DeployInputs(Path(registry), "bench", version.version))
 
 
 def bench(label: str, data: str, target: str, task: str) -> dict[str, object]:

@@ -23,13 +23,21 @@ def bless(
 ) -> bool:
     from pathlib import Path
 
-    from kfops import lifecycle
+    from kfops.components import _decode
     from kfops.io import write_json_atomic, write_text_atomic
+    from kfops.steps import bless as step
+    from kfops.steps._run import RunContext
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
-    verdict = lifecycle.bless_step(
-        Path(evaluation.path), Path(test.path), model_name, thresholds_json, max_regression, ctx
-    )
+    ctx = RunContext.of(registry_root, run_id, job_id)
+    with ctx.task("bless"):
+        inputs = step.BlessInputs(
+            evaluation_path=Path(evaluation.path),
+            test_path=Path(test.path),
+            model_name=model_name,
+            thresholds=_decode.thresholds(thresholds_json),
+            max_regression=max_regression,
+        )
+        verdict = step.run(inputs, ctx)
     write_json_atomic(Path(decision.path), verdict.to_dict())
     write_text_atomic(Path(decision_report.path), verdict.to_markdown())
     decision.metadata["blessed"] = verdict.blessed

@@ -21,18 +21,25 @@ def evaluate(
 ):
     from pathlib import Path
 
-    from kfops import lifecycle
     from kfops.io import write_text_atomic
     from kfops.reports.evaluation import render_report
+    from kfops.steps import evaluate as step
+    from kfops.steps._run import RunContext
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
-    result = lifecycle.evaluate_step(
-        Path(model.path), Path(test.path), Path(contract.path), Path(evaluation.path), ctx
-    )
-    for name, value in result.metrics.items():
+    ctx = RunContext.of(registry_root, run_id, job_id)
+    with ctx.task("evaluate"):
+        inputs = step.EvaluateInputs(
+            model_path=Path(model.path),
+            test_path=Path(test.path),
+            contract_path=Path(contract.path),
+            evaluation_path=Path(evaluation.path),
+        )
+        result = step.run(inputs, ctx)
+    for name, value in result.evaluation.metrics.items():
         metrics.log_metric(name, value)
-    ui = lifecycle.dashboard_curves(result)
-    if ui is not None:
-        classification_metrics.log_confusion_matrix(ui.labels, ui.matrix)
-        classification_metrics.log_roc_curve(ui.fpr, ui.tpr, ui.thresholds)
-    write_text_atomic(Path(report.path), render_report(result, "Evaluation", None))
+    if result.curves is not None:
+        classification_metrics.log_confusion_matrix(result.curves.labels, result.curves.matrix)
+        classification_metrics.log_roc_curve(
+            result.curves.fpr, result.curves.tpr, result.curves.thresholds
+        )
+    write_text_atomic(Path(report.path), render_report(result.evaluation, "Evaluation", None))

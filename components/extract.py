@@ -19,9 +19,11 @@ def extract(
     from collections import namedtuple
     from pathlib import Path
 
-    from kfops import lifecycle
+    from kfops.steps import extract
+    from kfops.steps._run import RunContext
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
-    fp = lifecycle.extract_step(data_uri, Path(snapshot.path), ctx)
+    ctx = RunContext.of(registry_root, run_id, job_id)
+    with ctx.task("extract"):
+        fp = extract.run(extract.ExtractInputs(data_uri, Path(snapshot.path)), ctx)
     snapshot.metadata.update({"fingerprint": fp.sha256, "rows": fp.rows, "source": data_uri})
     return namedtuple("ExtractOutputs", ["fingerprint", "rows"])(fp.sha256, fp.rows)

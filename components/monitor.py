@@ -41,47 +41,44 @@ def monitor(
     from collections import namedtuple
     from pathlib import Path
 
-    from kfops import monitoring
-    from kfops.io import write_json_atomic, write_text_atomic
+    from kfops.components import _decode
+    from kfops.monitoring import MonitoringPolicy, parse_time
+    from kfops.steps import monitor as step
+    from kfops.steps import retrain
     from kfops.tracking import new_run_id
 
-    end = monitoring.parse_time(window_end or None, time.time())
-    res = monitoring.run_monitoring(
-        model_name,
-        registry_root,
-        capture_uri,
-        start=end - float(window_hours) * 3600,
-        end=end,
-        labels_dir=labels_uri or None,
-        policy=monitoring.MonitoringPolicy.from_dict(json.loads(policy_json or "{}")),
+    end = parse_time(window_end or None, time.time())
+    run_id = new_run_id()  # the retraining run's, when the plan says retrain
+    out = step.run(
+        step.MonitorInputs(
+            model_name=model_name,
+            registry_root=Path(registry_root),
+            capture_dir=capture_uri,
+            start=end - float(window_hours) * 3600,
+            end=end,
+            labels_dir=labels_uri or None,
+            policy=MonitoringPolicy.from_dict(_decode.policy(policy_json)),
+            reports=step.ReportPaths(Path(report.path), Path(summary.path), Path(result.path)),
+            pushgateway=pushgateway or None,
+            push_job=push_job,
+            retrain_data_uri=retrain_data_uri or None,
+            retrain_data_path=retrain.data_path(registry_root, model_name, run_id),
+        )
     )
-    write_text_atomic(Path(report.path), res.to_html())
-    write_text_atomic(Path(summary.path), res.to_markdown())
-    write_json_atomic(Path(result.path), res.to_dict())
-    metrics.log_metric("rows", res.rows)
-    metrics.log_metric("malformed_lines", res.capture["malformed"])
-    metrics.log_metric("retrain", 1 if res.retrain else 0)
-    for feature, psi in res.drift_scores.items():
+    window, plan = out.window, out.plan
+    metrics.log_metric("rows", window.rows)
+    metrics.log_metric("malformed_lines", window.capture["malformed"])
+    metrics.log_metric("retrain", 1 if window.retrain else 0)
+    for feature, psi in window.drift_scores.items():
         metrics.log_metric(f"psi_{feature}", psi)
-    if res.quality is not None:
-        for name, value in res.quality.metrics.items():
+    if window.quality is not None:
+        for name, value in window.quality.metrics.items():
             metrics.log_metric(f"window_{name}", value)
-    if pushgateway:
-        monitoring.push_metrics(res, pushgateway, job=push_job)
-    run_id = new_run_id()
-    plan = monitoring.plan_retraining(
-        res,
-        registry_root,
-        capture_dir=capture_uri,
-        labels_dir=labels_uri or None,
-        data_uri=retrain_data_uri or None,
-        out_path=Path(registry_root).parent / "retrain-data" / model_name / f"{run_id}.parquet",
-    )
-    print(res.summary())
+    print(window.summary())
     print(plan.reason)
     # The retraining plan, as the pipeline's If and training step consume it.
     fields = ["retrain", "data_uri", "target", "task", "estimator", "params_json", "run_id"]
+    params_json = json.dumps(plan.params, sort_keys=True)
     return namedtuple("Plan", fields)(
-        plan.retrain, plan.data_uri, plan.target, plan.task, plan.estimator, plan.params_json,
-        run_id,
-    )  # fmt: skip
+        plan.retrain, plan.data_uri, plan.target, plan.task, plan.estimator, params_json, run_id
+    )

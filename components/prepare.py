@@ -20,17 +20,19 @@ def prepare(
 ):
     from pathlib import Path
 
-    from kfops import lifecycle
+    from kfops.steps import prepare
+    from kfops.steps._run import RunContext
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
-    n_train, n_test = lifecycle.prepare_step(
-        Path(snapshot.path),
-        Path(contract.path),
-        Path(train.path),
-        Path(test.path),
-        test_size,
-        seed,
-        ctx,
-    )
-    train.metadata["rows"] = n_train
-    test.metadata["rows"] = n_test
+    ctx = RunContext.of(registry_root, run_id, job_id)
+    with ctx.task("prepare"):
+        inputs = prepare.PrepareInputs(
+            snapshot_path=Path(snapshot.path),
+            contract_path=Path(contract.path),
+            train_path=Path(train.path),
+            test_path=Path(test.path),
+            test_size=test_size,
+            seed=seed,
+        )
+        result = prepare.run(inputs, ctx)
+    train.metadata["rows"] = result.train_rows
+    test.metadata["rows"] = result.test_rows

@@ -28,29 +28,32 @@ def register(
 ) -> str:
     from pathlib import Path
 
-    from kfops import lifecycle
+    from kfops.components import _decode
     from kfops.io import read_json
+    from kfops.steps import register as step
+    from kfops.steps._run import RunContext
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
-    lineage = lifecycle.lineage_of(
-        data_uri=data_uri,
-        data_fingerprint=fingerprint,
-        snapshot_uri=snapshot.uri,
-        estimator=estimator,
-        params=params_json,
-        seed=seed,
-        test_size=test_size,
-        blessing=read_json(Path(decision.path)),
-        kfp_job_id=job_id,
-        tuning=tuning_json,
-    )
-    version = lifecycle.register_step(
-        model_name,
-        Path(model.path),
-        Path(contract.path),
-        Path(reference_profile.path),
-        Path(evaluation.path),
-        lineage,
-        ctx,
-    )
+    ctx = RunContext.of(registry_root, run_id, job_id)
+    with ctx.task("register"):
+        lineage = {
+            "data_uri": data_uri,
+            "data_fingerprint": fingerprint,
+            "snapshot_uri": snapshot.uri,
+            "estimator": estimator,
+            "params": _decode.params(params_json),
+            "seed": seed,
+            "test_size": test_size,
+            "blessing": read_json(Path(decision.path)),
+            "kfp_job_id": job_id,
+            "tuning": _decode.json_object(tuning_json, "tuning summary"),
+        }
+        inputs = step.RegisterInputs(
+            model_name=model_name,
+            model_path=Path(model.path),
+            contract_path=Path(contract.path),
+            profile_path=Path(reference_profile.path),
+            evaluation_path=Path(evaluation.path),
+            lineage=lineage,
+        )
+        version = step.run(inputs, ctx)
     return version.version

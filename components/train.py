@@ -22,18 +22,21 @@ def train(
     import json
     from pathlib import Path
 
-    from kfops import lifecycle
+    from kfops.components import _decode
+    from kfops.steps import train as step
+    from kfops.steps._run import RunContext
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
-    params = lifecycle.train_step(
-        Path(train.path),
-        Path(contract.path),
-        estimator,
-        params_json,
-        seed,
-        Path(model.path),
-        Path(reference_profile.path),
-        ctx,
-    )
+    ctx = RunContext.of(registry_root, run_id, job_id)
+    with ctx.task("train"):
+        inputs = step.TrainInputs(
+            train_path=Path(train.path),
+            contract_path=Path(contract.path),
+            estimator=estimator,
+            params=_decode.params(params_json),
+            seed=seed,
+            model_path=Path(model.path),
+            profile_path=Path(reference_profile.path),
+        )
+        result = step.run(inputs, ctx)
     model.metadata.update({"estimator": estimator, "framework": "scikit-learn"})
-    return json.dumps(params, sort_keys=True)
+    return json.dumps(result.params, sort_keys=True)

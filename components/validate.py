@@ -22,14 +22,23 @@ def validate(
 ) -> str:
     from pathlib import Path
 
-    from kfops import lifecycle
+    from kfops.components import _decode
     from kfops.io import write_text_atomic
     from kfops.reports.validation import validation_markdown
+    from kfops.steps import validate
+    from kfops.steps._run import RunContext
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
-    result = lifecycle.validate_step(
-        Path(snapshot.path), target, task, model_name, Path(contract.path), ctx, drop_columns
-    )
+    ctx = RunContext.of(registry_root, run_id, job_id)
+    with ctx.task("validate"):
+        inputs = validate.ValidateInputs(
+            snapshot_path=Path(snapshot.path),
+            target=target,
+            task=task,
+            model_name=model_name,
+            contract_path=Path(contract.path),
+            drop_columns=_decode.columns(drop_columns),
+        )
+        result = validate.run(inputs, ctx)
     write_text_atomic(Path(statistics.path), result.statistics_markdown)
     write_text_atomic(
         Path(validation_report.path),

@@ -9,7 +9,15 @@ from kfp import dsl, kubernetes
 
 from kfops.components._image import IMAGE
 from kfops.components.monitor import monitor
-from kfops.pipelines.training import CLUSTER_REGISTRY_ROOT, REGISTRY_MOUNT_PATH, training_pipeline
+from kfops.defaults import DEPLOY_NAMESPACE, MONITORING_WINDOW_HOURS, PUSHGATEWAY_JOB
+from kfops.params import DEFAULTS
+from kfops.pipelines.training import (
+    CLUSTER_REGISTRY_ROOT,
+    CLUSTER_STORAGE_ROOT,
+    REGISTRY_MOUNT_PATH,
+    REGISTRY_PVC,
+    training_pipeline,
+)
 
 PIPELINE_NAME = "kfops-monitoring"
 
@@ -26,22 +34,22 @@ def monitoring_pipeline(
     registry_root: str = CLUSTER_REGISTRY_ROOT,
     capture_uri: str = f"{REGISTRY_MOUNT_PATH}/capture",
     labels_uri: str = "",
-    window_hours: float = 24.0,
+    window_hours: float = MONITORING_WINDOW_HOURS,
     window_end: str = "",
     policy_json: str = "{}",
     pushgateway: str = "",
-    push_job: str = "kfops-monitoring",
+    push_job: str = PUSHGATEWAY_JOB,
     retrain_data_uri: str = "",
     retrain: bool = True,
     # Passed to the retraining run (see pipelines/training.py).
     thresholds_json: str = "{}",
-    max_regression: float = 0.01,
+    max_regression: float = DEFAULTS.max_regression,
     deploy_target: str = "local",
-    namespace: str = "kfops",
+    namespace: str = DEPLOY_NAMESPACE,
     canary_percent: int = 0,
     serving_image: str = IMAGE,
-    storage_root: str = "pvc://kfops-registry/registry",
-    registry_pvc: str = "kfops-registry",
+    storage_root: str = CLUSTER_STORAGE_ROOT,
+    registry_pvc: str = REGISTRY_PVC,
 ):
     checked = monitor(
         model_name=model_name,

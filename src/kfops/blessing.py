@@ -8,8 +8,8 @@ split); ``Evaluation.data_sha256`` lets us check that.
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,37 +64,27 @@ def _number(value: Any, what: str) -> float:
 
 
 def parse_policy(
-    thresholds_json: str | dict[str, Any] | None,
+    thresholds: Mapping[str, Any] | None,
     max_regression: float | str = 0.01,
     task: str = "classification",
     primary_metric: str | None = None,
 ) -> BlessingPolicy:
-    """Build a policy from a JSON object of ``{metric: threshold}`` (CLI flag or pipeline param)."""
+    """Build a policy from ``{metric: threshold}``, checking every metric name and number."""
     if task not in METRICS_BY_TASK:
         raise ConfigError(f"unknown task {task!r}; known tasks: {sorted(METRICS_BY_TASK)}")
-    if isinstance(thresholds_json, dict):
-        raw: Any = thresholds_json
-    elif thresholds_json is None or not str(thresholds_json).strip():
-        raw = {}
-    else:
-        try:
-            raw = json.loads(thresholds_json)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"blessing thresholds are not valid JSON ({exc.msg}): {thresholds_json!r}"
-            ) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"blessing thresholds must be a JSON object, got {thresholds_json!r}")
-    thresholds: dict[str, float] = {}
+    raw = {} if thresholds is None else thresholds
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"blessing thresholds must be a mapping, got {thresholds!r}")
+    checked: dict[str, float] = {}
     for name, value in raw.items():
         _check_metric(str(name), task, "blessing thresholds")
-        thresholds[str(name)] = _number(value, f"threshold for {name!r}")
+        checked[str(name)] = _number(value, f"threshold for {name!r}")
     regression = _number(max_regression, "max_regression")
     if regression < 0:
         raise ConfigError(f"max_regression must be >= 0, got {max_regression!r}")
     if primary_metric is not None:
         _check_metric(primary_metric, task, "primary_metric")
-    return BlessingPolicy(thresholds, regression, primary_metric)
+    return BlessingPolicy(checked, regression, primary_metric)
 
 
 @dataclass

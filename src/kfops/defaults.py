@@ -2,6 +2,9 @@
 
 - ``IMAGE``: the project image, tagged with the installed kfops version (components, the
   compiler, ``Settings.image``, the local runner and the trigger all start from it).
+- ``MONITORING_WINDOW_HOURS``: how much captured traffic one monitoring window (and a local
+  retraining run on captured traffic) looks at; ``PUSHGATEWAY_JOB``: the job label monitoring
+  figures are pushed under (what the stale-job alert selects).
 - ``DEPLOY_NAMESPACE``: where a blessed model's InferenceService goes unless told otherwise.
   ``kfops`` is the namespace the manifests create (``manifests/base``), where their RBAC lets
   the pipeline manage InferenceServices and where the production overlay runs everything;
@@ -17,3 +20,5 @@ from kfops import __version__
 
 IMAGE = f"kfops:{__version__}"
 DEPLOY_NAMESPACE = "kfops"
+MONITORING_WINDOW_HOURS = 24.0
+PUSHGATEWAY_JOB = "kfops-monitoring"

@@ -152,12 +152,10 @@ def _removed_after(path: Path) -> Iterator[None]:
 
 def preflight(params: TrainingParams) -> None:
     """Reject a bad estimator, parameter or threshold before any task starts."""
-    import json
-
     from kfops import blessing, training
 
     training.make_estimator(params.task, params.estimator, dict(params.params))
-    blessing.parse_policy(json.dumps(params.thresholds), params.max_regression, params.task)
+    blessing.parse_policy(params.thresholds, params.max_regression, params.task)
     if not 0.0 < params.test_size < 1.0:
         raise ConfigError(f"test_size {params.test_size} must be between 0 and 1")
     if params.tune:

@@ -228,16 +228,3 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         return joblib.load(target)
     except Exception as exc:  # a truncated or foreign file: one message, not a traceback
         raise ConfigError(f"model file {target} cannot be loaded: {exc}") from None
-
-
-def parse_params(text: str | None) -> dict[str, Any]:
-    """Estimator parameters from JSON text (CLI flag or pipeline parameter); "" means none."""
-    if text is None or not str(text).strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"estimator params are not valid JSON ({exc.msg}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"estimator params must be a JSON object, got {text!r}")
-    return value

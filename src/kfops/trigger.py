@@ -41,8 +41,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-from kfops.defaults import IMAGE
+from kfops.defaults import IMAGE, MONITORING_WINDOW_HOURS
 from kfops.errors import ConfigError, KfopsError
+from kfops.params import TrainingParams
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,9 @@ class LocalLauncher:
     """Runs the training pipeline on this machine with kfp.local.
 
     The training data is ``data_uri`` when given, else the model's captured traffic of the last
-    ``window_hours`` joined with its late labels (kfops.monitoring.build_training_data). Target,
-    task and estimator repeat the champion's. Runs are serialised: kfp.local keeps global state.
+    ``window_hours`` joined with its late labels; the run is the retrain step
+    (``kfops.steps.retrain``), which repeats the champion's target, task and estimator. Runs are
+    serialised: kfp.local keeps global state.
     """
 
     where = "local"
@@ -125,7 +127,7 @@ class LocalLauncher:
         data_uri: str | None = None,
         capture_dir: str | Path | None = None,
         labels_dir: str | Path | None = None,
-        window_hours: float = 24.0,
+        window_hours: float = MONITORING_WINDOW_HOURS,
         runner: str = "subprocess",
         work_dir: str | Path | None = None,
     ) -> None:
@@ -147,43 +149,40 @@ class LocalLauncher:
         return request.run_id
 
     def training_data(self, request: RetrainRequest) -> str:
+        """``data_uri``, else the last ``window_hours`` of captured traffic with labels."""
         if self.data_uri is not None:
             return self.data_uri
-        from kfops.contract_model import Contract
-        from kfops.monitoring import _version_dir, build_training_data, default_window
+        from kfops.monitoring import default_window
+        from kfops.steps import retrain
 
-        mv = _version_dir(self.registry_root, request.model, None)
-        contract = Contract.load(mv.path / "contract.json")
-        start, end = default_window(self.window_hours)
         assert self.capture_dir is not None and self.labels_dir is not None
-        path, rows = build_training_data(
+        start, end = default_window(self.window_hours)
+        path, rows = retrain.labelled_window(
+            self.registry_root,
+            request.model,
             self.capture_dir,
             self.labels_dir,
-            request.model,
-            contract,
+            start,
+            end,
             self.work_dir / request.model / f"{request.run_id}.parquet",
-            start=start,
-            end=end,
         )
         log.info("%s: training data of run %s: %d labelled rows", request.model, request.run_id,
                  rows)  # fmt: skip
         return str(path)
 
     def wait(self, request: RetrainRequest, handle: str) -> RunOutcome:
-        from kfops.monitoring import retrain
-        from kfops.tracking import record_step
+        from kfops.steps import retrain
 
         with self._lock:
-            data_uri = self.training_data(request)
-            # Why this run exists, next to what it did (kfops.tracking run record).
-            record_step(
-                self.registry_root,
-                handle,
-                "trigger",
-                {"model": request.model, "alerts": list(request.alerts), "data_uri": data_uri},
-            )
-            summary = retrain(
-                request.model, self.registry_root, data_uri, runner=self.runner, run_id=handle
+            summary = retrain.run(
+                retrain.RetrainInputs(
+                    model_name=request.model,
+                    registry_root=self.registry_root,
+                    data_uri=self.training_data(request),
+                    runner=self.runner,
+                    run_id=handle,
+                    trigger={"alerts": list(request.alerts)},
+                )
             )
         verdict = "blessed" if summary.blessed else "rejected"
         return RunOutcome(
@@ -232,9 +231,8 @@ class KubeflowLauncher:
         self._package: Path | None = None
         self._tmp: Any = None
 
-    def _params(self, request: RetrainRequest) -> Any:
-        from kfops.local_runner import TrainingParams
-        from kfops.monitoring import training_params
+    def _params(self, request: RetrainRequest) -> TrainingParams:
+        from kfops.steps.retrain import training_params
 
         if self.training_target and self.task:
             return TrainingParams(
@@ -244,7 +242,7 @@ class KubeflowLauncher:
                 model_name=request.model,
                 registry_root=self.registry_root,
             )
-        return training_params(request.model, self.registry_root, self.data_uri)
+        return training_params(self.registry_root, request.model, self.data_uri)
 
     def _compiled(self) -> Path:
         import tempfile

@@ -6,6 +6,7 @@ import pytest
 from palmerpenguins import load_penguins
 
 from kfops.blessing import BlessingDecision, BlessingPolicy, bless, parse_policy
+from kfops.components._decode import thresholds as decode_thresholds
 from kfops.errors import ConfigError
 from kfops.evaluation import Evaluation, evaluate
 from kfops.features import split
@@ -33,7 +34,7 @@ def test_first_real_model_is_blessed_when_it_meets_thresholds() -> None:
     contract = penguin_contract()
     train_df, test_df = split(load_penguins(), contract)
     ev = evaluate(train(train_df, contract, "logistic_regression"), test_df, contract)
-    decision = bless(ev, None, parse_policy('{"f1_macro": 0.8}', 0.01, "classification"))
+    decision = bless(ev, None, parse_policy({"f1_macro": 0.8}, 0.01, "classification"))
     assert decision.blessed
     assert decision.champion is None
     assert any(
@@ -118,10 +119,13 @@ def test_decision_serialisation_and_markdown() -> None:
 
 
 def test_parse_policy() -> None:
-    policy = parse_policy('{"f1_macro": 0.8, "log_loss": "0.5"}', "0.02", "classification")
+    # Pipeline parameters arrive as JSON text: the component decodes it, the library checks it.
+    text = '{"f1_macro": 0.8, "log_loss": "0.5"}'
+    policy = parse_policy(decode_thresholds(text), "0.02", "classification")
     assert policy.thresholds == {"f1_macro": 0.8, "log_loss": 0.5}
     assert policy.max_regression == 0.02
-    assert parse_policy("", 0.01, "regression").thresholds == {}
+    assert parse_policy(decode_thresholds(""), 0.01, "regression").thresholds == {}
+    assert parse_policy(None, 0.01, "regression").thresholds == {}
     assert parse_policy({"rmse": 300}, 0.01, "regression").primary_for("regression") == "rmse"
 
 
@@ -141,4 +145,4 @@ def test_parse_policy() -> None:
 )
 def test_parse_policy_errors(text, max_regression, task, fragment) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        parse_policy(text, max_regression, task)
+        parse_policy(decode_thresholds(text), max_regression, task)

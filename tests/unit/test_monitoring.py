@@ -14,12 +14,14 @@ import pytest
 
 from kfops import monitoring
 from kfops.contract import infer_contract
+from kfops.contract_model import Contract
 from kfops.datasets import make_synthetic
 from kfops.drift import build_reference_profile
 from kfops.errors import ConfigError, DataError
 from kfops.io import write_json_atomic
 from kfops.monitoring import MonitoringPolicy, read_capture, read_labels, run_monitoring
 from kfops.registry import Registry
+from kfops.steps import retrain
 from kfops.training import train as train_model
 
 MODEL = "synth"
@@ -238,7 +240,7 @@ def test_build_training_data_joins_features_and_labels(tmp_path: Path, registry:
     (labels / "l.jsonl").write_text(
         "".join(json.dumps({"id": i, "label": int(t)}) + "\n" for i, t in pairs)
     )
-    contract = monitoring.Contract.load(registry.resolve(MODEL, "champion").path / "contract.json")
+    contract = Contract.load(registry.resolve(MODEL, "champion").path / "contract.json")
     path, rows = monitoring.build_training_data(
         capture, labels, MODEL, contract, tmp_path / "train.parquet", start=T0, end=T0 + 3600
     )
@@ -252,7 +254,7 @@ def test_build_training_data_joins_features_and_labels(tmp_path: Path, registry:
 
 
 def test_training_params_repeat_the_champion(registry: Registry) -> None:
-    params = monitoring.training_params(MODEL, registry.root, "/data/new.parquet")
+    params = retrain.training_params(registry.root, MODEL, "/data/new.parquet")
     assert (params.target, params.task, params.estimator) == (
         "target", "classification", "logistic_regression",
     )  # fmt: skip

@@ -22,7 +22,6 @@ from kfops.training import (
     ESTIMATORS,
     load_model,
     make_estimator,
-    parse_params,
     save_model,
     train,
 )
@@ -144,16 +143,6 @@ def test_single_class_training_data_is_rejected() -> None:
     df = df[df["species"] == "Adelie"]
     with pytest.raises(DataError, match="single class"):
         train(df, penguin_contract(), "decision_tree")
-
-
-def test_parse_params() -> None:
-    assert parse_params('{"C": 0.5, "max_iter": 200}') == {"C": 0.5, "max_iter": 200}
-    assert parse_params("") == {}
-    assert parse_params("  ") == {}
-    with pytest.raises(ConfigError, match="not valid JSON"):
-        parse_params("{C: 1}")
-    with pytest.raises(ConfigError, match="JSON object"):
-        parse_params("[1, 2]")
 
 
 def test_save_load_round_trip_and_bad_files(tmp_path: Path, penguin_split) -> None:

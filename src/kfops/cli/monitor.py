@@ -7,9 +7,13 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfops.config import Settings
+from kfops.defaults import MONITORING_WINDOW_HOURS, PUSHGATEWAY_JOB
+
+if TYPE_CHECKING:
+    from kfops.steps.retrain import RetrainPlan
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("--end", help="window end (default now)")
     p.add_argument("--policy", help="monitoring policy YAML (MonitoringPolicy fields)")
     p.add_argument("--pushgateway", help="Pushgateway URL, e.g. http://pushgateway:9091")
-    p.add_argument("--job", default="kfops-monitoring", help="Pushgateway job label")
+    p.add_argument("--job", default=PUSHGATEWAY_JOB, help="Pushgateway job label")
     p.add_argument("--report-dir", help="where to write report.html/.md/result.json")
     p.add_argument("--data-uri", help="retrain on this data instead of the labelled window")
     p.add_argument("--no-retrain", action="store_true", help="report only, never retrain")
@@ -45,54 +49,60 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kfops import monitoring
     from kfops.errors import ConfigError
+    from kfops.monitoring import MonitoringPolicy, parse_time
+    from kfops.steps import monitor, retrain
 
     settings = Settings.from_env(
         registry_root=args.registry, model_name=args.model, capture_dir=args.capture_dir
     )
     if not settings.model_name:
         raise ConfigError("no model: pass --model or set KFOPS_MODEL_NAME")
-    end = monitoring.parse_time(args.end, time.time())
-    start = monitoring.parse_time(args.start, end - 86400)
-    policy = monitoring.MonitoringPolicy.load(args.policy) if args.policy else None
-    result = monitoring.run_monitoring(
-        settings.model_name,
-        settings.registry_root,
-        settings.capture_dir,
-        start=start,
-        end=end,
-        labels_dir=args.labels_dir,
-        version=args.version,
-        policy=policy,
-    )
+    end = parse_time(args.end, time.time())
+    start = parse_time(args.start, end - MONITORING_WINDOW_HOURS * 3600)
+    policy = MonitoringPolicy.load(args.policy) if args.policy else MonitoringPolicy()
+    # The report directory is named after the moment the window is checked.
     report_dir = Path(args.report_dir) if args.report_dir else (
         settings.registry_root.parent / "monitoring" / settings.model_name
-        / time.strftime("%Y%m%d-%H%M%S", time.gmtime(result.finished_at))
+        / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     )  # fmt: skip
-    paths = monitoring.write_reports(result, report_dir)
-    if args.pushgateway:
-        monitoring.push_metrics(result, args.pushgateway, job=args.job)
-    plan = monitoring.plan_retraining(
-        result,
-        settings.registry_root,
-        capture_dir=settings.capture_dir,
-        labels_dir=args.labels_dir,
-        data_uri=args.data_uri,
-        out_path=report_dir / "training_data.parquet",
+    reports = monitor.ReportPaths.in_dir(report_dir)
+    out = monitor.run(
+        monitor.MonitorInputs(
+            model_name=settings.model_name,
+            registry_root=settings.registry_root,
+            capture_dir=settings.capture_dir,
+            start=start,
+            end=end,
+            labels_dir=args.labels_dir,
+            version=args.version,
+            policy=policy,
+            reports=reports,
+            pushgateway=args.pushgateway,
+            push_job=args.job,
+            retrain_data_uri=args.data_uri,
+            retrain_data_path=report_dir / "training_data.parquet",
+        )
     )
+    result, plan = out.window, out.plan
     summary = None
     if plan.retrain and not args.no_retrain:
-        summary = monitoring.retrain(
-            settings.model_name, settings.registry_root, plan.data_uri, runner=args.runner
+        summary = retrain.run(
+            retrain.RetrainInputs(
+                settings.model_name, settings.registry_root, plan.data_uri, runner=args.runner
+            )
         )
     if args.json:
-        out = {"result": result.to_dict(), "report": str(paths["html"]), "plan": plan.to_dict(),
-               "run": None if summary is None else summary.to_dict()}  # fmt: skip
-        print(json.dumps(out, indent=2, default=str))
+        out_json = {
+            "result": result.to_dict(),
+            "report": str(reports.html),
+            "plan": _plan_dict(plan),
+            "run": None if summary is None else summary.to_dict(),
+        }
+        print(json.dumps(out_json, indent=2, default=str))
         return 0
     print(result.summary())
-    print(f"report: {paths['html']}")
+    print(f"report: {reports.html}")
     if result.retrain:
         print(("retraining: " if plan.retrain and not args.no_retrain else "not retraining: ")
               + plan.reason)  # fmt: skip
@@ -101,3 +111,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {summary.run_id}: {verdict}" + (
             f" ({'; '.join(summary.reasons)})" if summary.reasons else ""))  # fmt: skip
     return 0
+
+
+def _plan_dict(plan: RetrainPlan) -> dict[str, Any]:
+    """The plan as `--json` prints it (the parameters as the pipeline parameter params_json)."""
+    data = plan.to_dict()
+    data["params_json"] = json.dumps(data.pop("params"), sort_keys=True)
+    return data

@@ -7,8 +7,9 @@ import os
 from typing import Any
 
 from kfops.config import Settings
+from kfops.defaults import MONITORING_WINDOW_HOURS
 from kfops.errors import ConfigError
-from kfops.trigger import DEFAULT_COOLDOWN
+from kfops.trigger import DEFAULT_COOLDOWN, KubeflowLauncher, LocalLauncher, RetrainTrigger
 
 
 def register(sub: Any) -> None:
@@ -42,7 +43,10 @@ def register(sub: Any) -> None:
         help="late labels; with --capture-dir, local runs train on labelled captured traffic",
     )
     p.add_argument(
-        "--window-hours", type=float, default=24.0, help="captured traffic to train on (24)"
+        "--window-hours",
+        type=float,
+        default=MONITORING_WINDOW_HOURS,
+        help="captured traffic to train on (24)",
     )
     p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
     p.add_argument("--kfp-host", help="Kubeflow Pipelines host (KFOPS_KFP_HOST)")
@@ -61,9 +65,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def build_trigger(args: argparse.Namespace) -> Any:
-    from kfops.trigger import KubeflowLauncher, LocalLauncher, RetrainTrigger
-
+def build_trigger(args: argparse.Namespace) -> RetrainTrigger:
     settings = Settings.from_env(
         registry_root=args.registry,
         kfp_host=args.kfp_host,
@@ -78,7 +80,7 @@ def build_trigger(args: argparse.Namespace) -> Any:
         raise ConfigError(
             f"KFOPS_TRAINING_TASK: expected classification or regression, got {task!r}"
         )
-    launcher: Any
+    launcher: KubeflowLauncher | LocalLauncher
     if settings.kfp_host:
         from kfops.submit import KfpTarget
 

@@ -1,0 +1,47 @@
+"""A labelled window of captured traffic as a training table, for retraining on fresh data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kfops.contract_model import Contract
+from kfops.errors import DataError
+from kfops.monitoring.capture import read_capture
+from kfops.monitoring.labels import cast_labels, join_labels, read_labels
+
+
+def build_training_data(
+    capture_dir: str | Path,
+    labels_dir: str | Path,
+    model: str,
+    contract: Contract,
+    out_path: str | Path,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    min_rows: int = 50,
+) -> tuple[Path, int]:
+    """The captured window joined with its labels, as a training table (Parquet).
+
+    Columns: the contract's features plus its target (from the labels). Returns (path, rows).
+    """
+    from kfops.data import write_snapshot
+
+    window = read_capture(capture_dir, model, start, end)
+    labels = read_labels(labels_dir)
+    joined = join_labels(window, labels)
+    if len(joined) < min_rows:
+        raise DataError(
+            f"only {len(joined)} captured rows of {model} have a label in the window "
+            f"(need {min_rows}) : cannot retrain on it"
+        )
+    frame = window.features.loc[joined.index].reset_index(drop=True)
+    missing = [n for n in contract.feature_names if n not in frame.columns]
+    if missing:
+        raise DataError(f"captured traffic of {model} lacks contract features {missing}")
+    frame = frame[contract.feature_names].copy()
+    frame[contract.target.name] = cast_labels(
+        joined["label"].reset_index(drop=True), contract.target.classes
+    )
+    path = write_snapshot(frame, out_path)
+    return Path(path), len(frame)

@@ -1,0 +1,164 @@
+"""Retrain: the training pipeline again, on fresh data, repeating the champion's target, task,
+estimator and parameters.
+
+One flow for every caller:
+
+- ``plan``: after a monitoring window that crossed the policy (the monitor step), decide the
+  data: a given URI, or the window's captured rows joined with their late labels;
+- ``labelled_window``: the captured rows of a time range joined with their labels, as a
+  training table (what ``plan`` and the trigger's local launcher train on);
+- ``run``: the training pipeline on this machine (kfp.local), recorded with why it ran.
+
+On a cluster the monitoring pipeline's If and the trigger's Kubeflow launcher submit the same
+training pipeline with ``training_params``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kfops import tracking
+from kfops.contract_model import Contract
+from kfops.errors import DataError
+from kfops.monitoring.result import MonitoringResult
+from kfops.monitoring.training_data import build_training_data
+from kfops.params import DEFAULTS, TrainingParams
+from kfops.registry import Registry
+
+if TYPE_CHECKING:
+    from kfops.local_runner import RunSummary
+
+log = logging.getLogger(__name__)
+
+MIN_LABELLED_ROWS = 50  # fewer labelled captured rows than this is no training set
+
+
+def training_params(registry_root: str | Path, model: str, data_uri: str) -> TrainingParams:
+    """TrainingParams that repeat the champion's target, task, estimator and params."""
+    champion = Registry(registry_root).verify(model)
+    contract = Contract.load(champion.file("contract.json"))
+    lineage = champion.lineage or {}
+    extra: dict[str, Any] = {}
+    if isinstance(lineage.get("estimator"), str):
+        extra["estimator"] = lineage["estimator"]
+    if isinstance(lineage.get("params"), dict):
+        extra["params"] = lineage["params"]
+    return TrainingParams(
+        data_uri=data_uri,
+        target=contract.target.name,
+        task=contract.task,
+        model_name=model,
+        registry_root=str(registry_root),
+        **extra,
+    )
+
+
+def data_path(registry_root: str | Path, model: str, run_id: str) -> Path:
+    """Where the labelled window of a retraining run is written (next to the registry)."""
+    return Path(registry_root).parent / "retrain-data" / model / f"{run_id}.parquet"
+
+
+def labelled_window(
+    registry_root: str | Path,
+    model: str,
+    capture_dir: str | Path,
+    labels_dir: str | Path,
+    start: float,
+    end: float,
+    out_path: str | Path,
+    min_rows: int = MIN_LABELLED_ROWS,
+) -> tuple[Path, int]:
+    """The champion's captured rows in [start, end) that have a late label, as a training table
+    with the champion's features and target. DataError when fewer than ``min_rows`` have one."""
+    champion = Registry(registry_root).verify(model)
+    contract = Contract.load(champion.file("contract.json"))
+    return build_training_data(
+        capture_dir, labels_dir, model, contract, out_path, start=start, end=end, min_rows=min_rows
+    )
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """What the training pipeline needs to retrain a model after a window, or why not."""
+
+    retrain: bool
+    reason: str
+    data_uri: str = ""
+    target: str = ""
+    task: str = ""
+    estimator: str = DEFAULTS.estimator
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    window: MonitoringResult
+    registry_root: Path
+    capture_dir: str | Path | None = None
+    labels_dir: str | Path | None = None
+    data_uri: str | None = None  # train on this instead of the labelled window
+    out_path: Path | None = None  # where the labelled window is written
+    min_rows: int = MIN_LABELLED_ROWS
+
+
+def plan(inputs: PlanInputs) -> RetrainPlan:
+    """Decide the data of the retraining run: ``data_uri`` when given, else the window's
+    captured rows joined with their late labels (written to ``out_path``)."""
+    window = inputs.window
+    if not window.retrain:
+        return RetrainPlan(False, f"no retraining: window status {window.status}")
+    params = training_params(inputs.registry_root, window.model, inputs.data_uri or "")
+    base: dict[str, Any] = {
+        "target": params.target,
+        "task": params.task,
+        "estimator": params.estimator,
+        "params": params.params,
+    }
+    why = "; ".join(window.reasons)
+    if inputs.data_uri:
+        reason = f"{why}; training on {inputs.data_uri}"
+        return RetrainPlan(True, reason, data_uri=inputs.data_uri, **base)
+    if inputs.capture_dir is None or inputs.labels_dir is None or inputs.out_path is None:
+        return RetrainPlan(False, f"{why}; but no labels and no data URI to retrain on")
+    try:
+        path, rows = labelled_window(
+            inputs.registry_root, window.model, inputs.capture_dir, inputs.labels_dir,
+            window.capture["start_ts"], window.capture["end_ts"], inputs.out_path,
+            inputs.min_rows,
+        )  # fmt: skip
+    except DataError as exc:
+        log.warning("%s: retraining needed but %s", window.model, exc)
+        return RetrainPlan(False, f"{why}; but {exc}")
+    reason = f"{why}; training on {rows} labelled captured rows"
+    return RetrainPlan(True, reason, data_uri=str(path), **base)
+
+
+@dataclass(frozen=True)
+class RetrainInputs:
+    model_name: str
+    registry_root: Path
+    data_uri: str
+    runner: str = "subprocess"  # kfp.local runner: subprocess | docker
+    run_id: str | None = None
+    # Why the run exists (e.g. the alerts that asked for it): recorded as its "trigger" step.
+    trigger: dict[str, Any] | None = None
+
+
+def run(inputs: RetrainInputs) -> RunSummary:
+    """Run the training pipeline locally on ``data_uri`` with the champion's target and task."""
+    from kfops.local_runner import run_training
+
+    params = training_params(inputs.registry_root, inputs.model_name, inputs.data_uri)
+    run_id = inputs.run_id or tracking.new_run_id()
+    if inputs.trigger is not None:
+        # Why this run exists, next to what it did (kfops.tracking run record).
+        why = {"model": inputs.model_name, **inputs.trigger, "data_uri": inputs.data_uri}
+        tracking.record_step(inputs.registry_root, run_id, "trigger", why)
+    log.info("retraining %s on %s (runner=%s)", inputs.model_name, inputs.data_uri, inputs.runner)
+    return run_training(params, runner=inputs.runner, run_id=run_id)
