@@ -1,23 +1,5 @@
-"""The retraining trigger: Alertmanager webhooks in, training runs out.
-
-``kfops trigger`` serves ``POST /alerts`` (the Alertmanager webhook format, version 4). For each
-model named by a firing alert's ``model`` label it decides, and logs why:
-
-- ``duplicate``: every alert of the notification (fingerprint + start time) was already acted
-  on; Alertmanager re-sends firing alerts every ``repeat_interval``.
-- ``in_flight``: a run for the model is still going (at most one per model).
-- ``cooldown``: the last run for the model started less than ``cooldown`` seconds ago.
-- otherwise it starts a run through its ``Launcher``: the training pipeline on Kubeflow when a
-  KFP host is configured, else locally (``kfops.local_runner.run_training``) on fresh data.
-
-An alert storm therefore makes one run, not hundreds. When a run cannot be submitted (e.g. the
-Kubeflow host is unreachable) the trigger logs a clear error and answers 503, so Alertmanager
-retries the notification: nothing is lost, the alert stays firing. Malformed JSON is a 400.
-
-``GET /metrics`` exports kfops_trigger_webhooks_total, kfops_trigger_runs_total{outcome},
-kfops_trigger_skipped_total{reason} and kfops_trigger_runs_in_flight; ``GET /status`` returns
-the per-model state as JSON; ``GET /healthz`` answers ok.
-"""
+"""Decisions: which firing alerts start a run (de-duplication, cooldown, one run in flight per
+model), and the counters that say what was decided and why."""
 
 from __future__ import annotations
 
@@ -25,29 +7,19 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from kfops.defaults import IMAGE, MONITORING_WINDOW_HOURS
 from kfops.errors import ConfigError, KfopsError
-from kfops.params import TrainingParams
+from kfops.trigger.launchers import Launcher, RetrainRequest, RunOutcome, new_run_id
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kfops.trigger")
 
-MAX_BODY = 4 << 20  # Alertmanager caps a notification far below this
 DEFAULT_COOLDOWN = 3600.0
 DEFAULT_DEDUP_TTL = 7 * 86400.0
 
@@ -65,223 +37,6 @@ DUPLICATE, IN_FLIGHT, COOLDOWN, RESOLVED, NO_MODEL = (
 
 class BadRequest(KfopsError):
     """A webhook body that is not an Alertmanager notification (answered with 400)."""
-
-
-@dataclass(frozen=True)
-class RetrainRequest:
-    """One run to start: the model and the alerts that asked for it."""
-
-    model: str
-    alerts: tuple[str, ...]  # "AlertName{feature=x}" descriptions, for logs and run records
-    run_id: str
-
-
-@dataclass
-class RunOutcome:
-    """How a started run ended. ``blessed``/``version`` are known for local runs only."""
-
-    succeeded: bool
-    detail: str
-    blessed: bool | None = None
-    version: str | None = None
-    reasons: list[str] = field(default_factory=list)
-
-
-class Launcher(Protocol):
-    """Starts training runs. ``submit`` must be quick and raise KfopsError when it cannot
-    submit (the webhook then answers 503); ``wait`` runs in a worker thread until the run ends."""
-
-    where: str
-
-    def submit(self, request: RetrainRequest) -> str: ...
-
-    def wait(self, request: RetrainRequest, handle: str) -> RunOutcome: ...
-
-
-def new_run_id() -> str:
-    from kfops.tracking import new_run_id as _new
-
-    return _new()
-
-
-# ----------------------------------------------------------------------------------------------
-# Launchers
-
-
-class LocalLauncher:
-    """Runs the training pipeline on this machine with kfp.local.
-
-    The training data is ``data_uri`` when given, else the model's captured traffic of the last
-    ``window_hours`` joined with its late labels; the run is the retrain step
-    (``kfops.steps.retrain``), which repeats the champion's target, task and estimator. Runs are
-    serialised: kfp.local keeps global state.
-    """
-
-    where = "local"
-    _lock = threading.Lock()
-
-    def __init__(
-        self,
-        registry_root: str | Path,
-        *,
-        data_uri: str | None = None,
-        capture_dir: str | Path | None = None,
-        labels_dir: str | Path | None = None,
-        window_hours: float = MONITORING_WINDOW_HOURS,
-        runner: str = "subprocess",
-        work_dir: str | Path | None = None,
-    ) -> None:
-        if data_uri is None and (capture_dir is None or labels_dir is None):
-            raise ConfigError(
-                "local retraining needs --data-uri, or --capture-dir and --labels-dir to train "
-                "on labelled captured traffic"
-            )
-        self.registry_root = Path(registry_root)
-        self.data_uri = data_uri
-        self.capture_dir = capture_dir
-        self.labels_dir = labels_dir
-        self.window_hours = window_hours
-        self.runner = runner
-        self.work_dir = Path(work_dir) if work_dir else self.registry_root.parent / "retrain-data"
-
-    def submit(self, request: RetrainRequest) -> str:
-        # Local runs cannot fail to "submit": the work happens in wait(), in the worker thread.
-        return request.run_id
-
-    def training_data(self, request: RetrainRequest) -> str:
-        """``data_uri``, else the last ``window_hours`` of captured traffic with labels."""
-        if self.data_uri is not None:
-            return self.data_uri
-        from kfops.monitoring import default_window
-        from kfops.steps import retrain
-
-        assert self.capture_dir is not None and self.labels_dir is not None
-        start, end = default_window(self.window_hours)
-        path, rows = retrain.labelled_window(
-            self.registry_root,
-            request.model,
-            self.capture_dir,
-            self.labels_dir,
-            start,
-            end,
-            self.work_dir / request.model / f"{request.run_id}.parquet",
-        )
-        log.info("%s: training data of run %s: %d labelled rows", request.model, request.run_id,
-                 rows)  # fmt: skip
-        return str(path)
-
-    def wait(self, request: RetrainRequest, handle: str) -> RunOutcome:
-        from kfops.steps import retrain
-
-        with self._lock:
-            summary = retrain.run(
-                retrain.RetrainInputs(
-                    model_name=request.model,
-                    registry_root=self.registry_root,
-                    data_uri=self.training_data(request),
-                    runner=self.runner,
-                    run_id=handle,
-                    trigger={"alerts": list(request.alerts)},
-                )
-            )
-        verdict = "blessed" if summary.blessed else "rejected"
-        return RunOutcome(
-            succeeded=True,
-            detail=f"run {summary.run_id} {verdict}"
-            + (f" as {summary.version}" if summary.version else "")
-            + (f": {'; '.join(summary.reasons)}" if summary.reasons else ""),
-            blessed=summary.blessed,
-            version=summary.version,
-            reasons=list(summary.reasons),
-        )
-
-
-class KubeflowLauncher:
-    """Submits the training pipeline to Kubeflow Pipelines (kfops.submit) on ``data_uri``.
-
-    The target and task come from the flags or, when absent, the local registry's champion.
-    An unreachable or refusing host raises ClusterError from ``submit`` (the webhook -> 503).
-    """
-
-    where = "kubeflow"
-
-    def __init__(
-        self,
-        target: Any,  # kfops.submit.KfpTarget
-        data_uri: str,
-        registry_root: str | Path,
-        *,
-        training_target: str | None = None,
-        task: str | None = None,
-        image: str = IMAGE,
-        deploy: Mapping[str, Any] | None = None,
-        wait_timeout: float = 6 * 3600.0,
-        poll_seconds: float = 15.0,
-    ) -> None:
-        self.target = target
-        # Pipeline parameters for the deploy step, e.g. deploy_target and namespace.
-        self.deploy = dict(deploy or {})
-        self.data_uri = data_uri
-        self.registry_root = str(registry_root)
-        self.training_target = training_target
-        self.task = task
-        self.image = image
-        self.wait_timeout = wait_timeout
-        self.poll_seconds = poll_seconds
-        self._package: Path | None = None
-        self._tmp: Any = None
-
-    def _params(self, request: RetrainRequest) -> TrainingParams:
-        from kfops.steps.retrain import training_params
-
-        if self.training_target and self.task:
-            return TrainingParams(
-                data_uri=self.data_uri,
-                target=self.training_target,
-                task=self.task,
-                model_name=request.model,
-                registry_root=self.registry_root,
-            )
-        return training_params(self.registry_root, request.model, self.data_uri)
-
-    def _compiled(self) -> Path:
-        import tempfile
-
-        from kfops.submit import compile_package
-
-        if self._package is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="kfops-trigger-")
-            self._package = compile_package(
-                "training", Path(self._tmp.name) / "training.yaml", self.image
-            )
-        return self._package
-
-    def submit(self, request: RetrainRequest) -> str:
-        from kfops.submit import submit_run
-
-        arguments = {**self._params(request).pipeline_arguments(request.run_id), **self.deploy}
-        result = submit_run(
-            self.target,
-            self._compiled(),
-            arguments=arguments,
-            run_name=f"kfops-retrain-{request.model}",
-        )
-        log.info("%s: Kubeflow run %s: %s", request.model, result.run_id, result.url)
-        return str(result.run_id)
-
-    def wait(self, request: RetrainRequest, handle: str) -> RunOutcome:
-        from kfops.submit import make_client, wait_for_run
-
-        client = make_client(self.target)
-        state = wait_for_run(
-            client, self.target, handle, timeout=self.wait_timeout, poll_seconds=self.poll_seconds
-        )
-        ok = state.upper() == "SUCCEEDED"
-        return RunOutcome(succeeded=ok, detail=f"Kubeflow run {handle} ended {state}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Decisions
 
 
 @dataclass
@@ -543,74 +298,3 @@ class RetrainTrigger:
             self.in_flight.dec()
         level = logging.INFO if outcome.succeeded else logging.ERROR
         log.log(level, "%s: %s", request.model, outcome.detail)
-
-
-# ----------------------------------------------------------------------------------------------
-# HTTP
-
-
-def make_server(trigger: RetrainTrigger, host: str, port: int) -> ThreadingHTTPServer:
-    """A threaded stdlib HTTP server; ``server_address`` holds the bound port (port 0 = any)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "kfops-trigger"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, status: int, data: dict[str, Any]) -> None:
-            self._send(status, (json.dumps(data) + "\n").encode(), "application/json")
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(HTTPStatus.OK, generate_latest(trigger.registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._json(HTTPStatus.OK, {"status": "ok"})
-            elif path == "/status":
-                self._json(HTTPStatus.OK, trigger.status())
-            else:
-                self._json(HTTPStatus.NOT_FOUND, {"error": f"no route {path}"})
-
-        def do_POST(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path != "/alerts":
-                self._json(HTTPStatus.NOT_FOUND, {"error": f"no route {path}; POST /alerts"})
-                return
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                length = -1
-            if length < 0 or length > MAX_BODY:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": "bad or missing Content-Length"})
-                return
-            status, data = trigger.handle(self.rfile.read(length))
-            self._json(status, data)
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        # The default listen backlog of 5 resets connections in an alert storm.
-        request_queue_size = 256
-
-    return Server((host, port), Handler)
-
-
-def serve(trigger: RetrainTrigger, host: str = "0.0.0.0", port: int = 8080) -> None:
-    server = make_server(trigger, host, port)
-    bound = server.server_address
-    log.info(
-        "kfops trigger listening on http://%s:%s (POST /alerts, GET /metrics), %s runs, "
-        "cooldown %.0fs", bound[0], bound[1], trigger.launcher.where, trigger.cooldown,
-    )  # fmt: skip
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        trigger.close()
