@@ -20,10 +20,11 @@ Used as a nested pipeline inside the training pipeline, switched by a parameter:
 """
 
 from functools import cache
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown
+from kfp.dsl.graph_component import GraphComponent
 
 from kfops.components.tune import tune_ask, tune_init, tune_report, tune_trial
 from kfops.params import DEFAULTS
@@ -43,7 +44,7 @@ class TuneOutputs(NamedTuple):
 @cache
 def build_tune_pipeline(
     max_rounds: int = DEFAULT_MAX_ROUNDS, parallelism: int = DEFAULT_PARALLELISM
-) -> Any:
+) -> GraphComponent:
     """A ``tune`` pipeline with ``max_rounds`` unrolled rounds and ParallelFor ``parallelism``
     (0 = unlimited). Cached, so one (max_rounds, parallelism) gives one component."""
     if max_rounds < 1:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+from sklearn.pipeline import Pipeline
 
 from kfops.contract_model import Contract
 from kfops.errors import DataError
@@ -140,7 +141,7 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
-def evaluate(model: Any, test_df: pd.DataFrame, contract: Contract) -> Evaluation:
+def evaluate(model: Pipeline, test_df: pd.DataFrame, contract: Contract) -> Evaluation:
     """Evaluate a fitted Pipeline (raw feature columns in) on ``test_df``."""
     data = drop_null_target(test_df, contract)
     X = feature_frame(data, contract)
@@ -155,7 +156,7 @@ def evaluate(model: Any, test_df: pd.DataFrame, contract: Contract) -> Evaluatio
 
 
 def _evaluate_classifier(
-    model: Any, X: pd.DataFrame, y: pd.Series, contract: Contract
+    model: Pipeline, X: pd.DataFrame, y: pd.Series, contract: Contract
 ) -> Evaluation:
     predicted = model.predict(X)
     model_classes = list(getattr(model, "classes_", []))
@@ -224,7 +225,7 @@ def _roc(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> dict[str,
     }
 
 
-def _evaluate_regressor(model: Any, X: pd.DataFrame, y: pd.Series) -> Evaluation:
+def _evaluate_regressor(model: Pipeline, X: pd.DataFrame, y: pd.Series) -> Evaluation:
     y_true = y.to_numpy(dtype=np.float64)
     predicted = np.asarray(model.predict(X), dtype=np.float64)
     if not np.all(np.isfinite(predicted)):

@@ -18,12 +18,15 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import yaml
 
 from kfops.errors import ClusterError, ConfigError
+
+if TYPE_CHECKING:
+    import kfp
 
 # Where Kubernetes projects a service-account token with audience pipelines.kubeflow.org;
 # kfp's ServiceAccountTokenVolumeCredentials reads the same default.
@@ -231,7 +234,7 @@ def _api_detail(body: Any) -> str:
     return str(data)[:300]
 
 
-def make_client(target: KfpTarget) -> Any:
+def make_client(target: KfpTarget) -> kfp.Client:
     """A kfp.Client for ``target`` (after :func:`check_endpoint`)."""
     import kfp
     from kfp.client import ServiceAccountTokenVolumeCredentials
@@ -352,7 +355,7 @@ def normalize_cron(cron: str) -> str:
 # Operations
 
 
-def _experiment_id(client: Any, target: KfpTarget, experiment: str) -> str:
+def _experiment_id(client: kfp.Client, target: KfpTarget, experiment: str) -> str:
     with _quiet(), _api_errors(target, f"get or create experiment {experiment!r}"):
         exp = client.create_experiment(name=experiment, namespace=target.namespace)
     return str(exp.experiment_id)

@@ -204,7 +204,7 @@ def train(
     return pipeline
 
 
-def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
+def save_model(model: Pipeline, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` with joblib atomically. Identical training gives identical bytes."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,8 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def load_model(path: str | os.PathLike[str]) -> Any:
+def load_model(path: str | os.PathLike[str]) -> Pipeline:
+    """The fitted Pipeline that ``save_model`` wrote (ConfigError for a missing or foreign file)."""
     target = Path(path)
     if not target.is_file():
         raise ConfigError(f"no model file at {target}")

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import kserve
 import orjson
@@ -279,7 +279,7 @@ class KfopsPredictor(kserve.Model):
             raise
         return Parsed(served, batch, request)
 
-    def validate(self, payload: Any) -> Any:
+    def validate(self, payload: Parsed) -> Parsed:
         """kserve's check of raw V1/V2 dictionaries; ``preprocess`` has already checked the
         request against the model's contract, field by field."""
         return payload
@@ -314,7 +314,7 @@ class KfopsPredictor(kserve.Model):
             response["probabilities"] = [dict(zip(classes, p, strict=True)) for p in proba]
         return response
 
-    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> NoReturn:
         raise NotImplementedError("kfops models do not implement :explain")
 
     def _observe(

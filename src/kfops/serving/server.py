@@ -18,10 +18,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfops.errors import ConfigError, KfopsError
 from kfops.serving.app import install_app_hooks, quiet_logging
+
+if TYPE_CHECKING:
+    from kfops.serving.model import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +127,7 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def serve(args: argparse.Namespace, source: Any, default_name: str) -> int:
+def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> int:
     """Load, verify and serve until interrupted. KfopsError for anything the user can fix."""
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers} must be at least 1")

@@ -11,11 +11,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kfops.defaults import IMAGE, MONITORING_WINDOW_HOURS
 from kfops.errors import ConfigError
 from kfops.params import TrainingParams
+
+if TYPE_CHECKING:
+    from kfops.submit import KfpTarget
 
 log = logging.getLogger("kfops.trigger")
 
@@ -156,7 +159,7 @@ class KubeflowLauncher:
 
     def __init__(
         self,
-        target: Any,  # kfops.submit.KfpTarget
+        target: KfpTarget,
         data_uri: str,
         registry_root: str | Path,
         *,
