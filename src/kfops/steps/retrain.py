@@ -56,9 +56,13 @@ def training_params(registry_root: str | Path, model: str, data_uri: str) -> Tra
     )
 
 
-def data_path(registry_root: str | Path, model: str, run_id: str) -> Path:
-    """Where the labelled window of a retraining run is written (next to the registry)."""
-    return Path(registry_root).parent / "retrain-data" / model / f"{run_id}.parquet"
+def data_path(
+    registry_root: str | Path, model: str, run_id: str, work_dir: str | Path | None = None
+) -> Path:
+    """Where the labelled window of a retraining run is written: under ``work_dir``, by default
+    ``retrain-data`` next to the registry."""
+    root = Path(work_dir) if work_dir else Path(registry_root).parent / "retrain-data"
+    return root / model / f"{run_id}.parquet"
 
 
 def labelled_window(

@@ -94,7 +94,7 @@ class LocalLauncher:
         self.labels_dir = labels_dir
         self.window_hours = window_hours
         self.runner = runner
-        self.work_dir = Path(work_dir) if work_dir else self.registry_root.parent / "retrain-data"
+        self.work_dir = work_dir  # None: retrain-data next to the registry
 
     def submit(self, request: RetrainRequest) -> str:
         # Local runs cannot fail to "submit": the work happens in wait(), in the worker thread.
@@ -116,7 +116,7 @@ class LocalLauncher:
             self.labels_dir,
             start,
             end,
-            self.work_dir / request.model / f"{request.run_id}.parquet",
+            retrain.data_path(self.registry_root, request.model, request.run_id, self.work_dir),
         )
         log.info("%s: training data of run %s: %d labelled rows", request.model, request.run_id,
                  rows)  # fmt: skip
