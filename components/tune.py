@@ -32,6 +32,7 @@ def tune_init(
     max_rounds: int,
     study: Output[Artifact],
 ) -> list:
+    import json
     from pathlib import Path
 
     from kfops.components import _decode
@@ -54,7 +55,7 @@ def tune_init(
         )
     )
     study.metadata.update({"estimator": estimator, "round": 0})
-    return trials
+    return [json.dumps(t, sort_keys=True) for t in trials]
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -66,6 +67,7 @@ def tune_ask(
     trials_per_round: int,
     study: Output[Artifact],
 ) -> list:
+    import json
     from pathlib import Path
 
     from kfops.steps import tune
@@ -73,7 +75,7 @@ def tune_ask(
     trials = tune.ask_round(
         tune.AskInputs(
             study_in=Path(study_in.path),
-            results=results,
+            results=[json.loads(r) for r in results],
             study_out=Path(study.path),
             round_index=round_index,
             n_rounds=n_rounds,
@@ -81,7 +83,7 @@ def tune_ask(
         )
     )
     study.metadata["round"] = round_index
-    return trials
+    return [json.dumps(t, sort_keys=True) for t in trials]
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -91,13 +93,16 @@ def tune_trial(
     study: Input[Artifact],
     trial: str,
 ) -> str:
+    import json
     from pathlib import Path
 
     from kfops.steps import tune
 
-    return tune.trial(
-        tune.TrialInputs(Path(train.path), Path(contract.path), Path(study.path), trial)
+    payload = json.loads(trial)
+    result = tune.trial(
+        tune.TrialInputs(Path(train.path), Path(contract.path), Path(study.path), payload)
     )
+    return json.dumps(result, sort_keys=True)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -114,8 +119,9 @@ def tune_report(
 
     from kfops.steps import tune
 
+    decoded = [json.loads(r) for r in results]
     result = tune.report(
-        tune.ReportInputs(Path(study_in.path), results, Path(study.path), Path(report.path))
+        tune.ReportInputs(Path(study_in.path), decoded, Path(study.path), Path(report.path))
     )
     info = result.summary
     best_params_json = json.dumps(result.best_params, sort_keys=True)

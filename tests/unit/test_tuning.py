@@ -299,7 +299,8 @@ def test_bad_budget_or_params_fail_before_any_trial(kwargs: dict[str, Any], mess
 def test_pipeline_steps_pass_the_study_through_files(
     tmp_path: Path, penguins: tuple[pd.DataFrame, Contract]
 ) -> None:
-    """The exact calls the components make: start -> trials -> ask (tells) -> trials -> report."""
+    """The exact calls the components make: start -> trials -> ask (tells) -> trials -> report
+    (the components carry payloads and results across tasks as JSON strings)."""
     train, contract = penguins
     train.to_parquet(tmp_path / "train")  # artifact paths have no suffix
     contract.save(tmp_path / "contract")
@@ -310,18 +311,18 @@ def test_pipeline_steps_pass_the_study_through_files(
         )
     )  # fmt: skip
 
-    def trial(study: str, payload: str, data: Path = tmp_path) -> str:
+    def trial(study: str, payload: dict[str, Any], data: Path = tmp_path) -> dict[str, Any]:
         return tune.trial(
             tune.TrialInputs(data / "train", data / "contract", tmp_path / study, payload)
         )
 
     results = [trial("s0", p) for p in payloads]
     payloads = tune.ask_round(tune.AskInputs(tmp_path / "s0", results, tmp_path / "s1", 1, 2, 2))
-    assert [json.loads(p)["number"] for p in payloads] == [2, 3]
+    assert [p["number"] for p in payloads] == [2, 3]
     results = [trial("s1", p) for p in payloads]
     # A round past n_rounds is a no-op: one skip payload, nothing evaluated, nothing told.
     skip = tune.ask_round(tune.AskInputs(tmp_path / "s1", results, tmp_path / "s2", 2, 2, 2))
-    assert [json.loads(p)["skip"] for p in skip] == [True]
+    assert [p["skip"] for p in skip] == [True]
     skipped = [trial("s2", skip[0], data=Path("/nonexistent"))]
     out = tune.report(tune.ReportInputs(tmp_path / "s2", skipped, tmp_path / "s3", tmp_path / "md"))
     best, info = out.best_params, out.summary

@@ -5,15 +5,14 @@
 
 Telling a round's results is folded into the next task (the next round's ask, or the report):
 on kfp.local every task costs seconds of interpreter start and imports, so a round is
-ask -> trials rather than ask -> trials -> tell. Trials travel as the tuning wire format
-(``kfops.tuning.encode_trials``: JSON strings, so integer parameters stay integers through
+ask -> trials rather than ask -> trials -> tell. Payloads and results are dictionaries here;
+the components carry them as JSON strings (so integer parameters stay integers through
 ParallelFor and Collected on every runner). The domain logic is ``kfops.tuning``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,17 @@ from kfops.io import write_text_atomic
 from kfops.params import DEFAULTS
 from kfops.tuning.report import best_params, render_report, summary
 from kfops.tuning.space import is_int
-from kfops.tuning.study import DEFAULT_CV_FOLDS, StudyState, ask, encode_trials, new_study, tell
+from kfops.tuning.study import (
+    DEFAULT_CV_FOLDS,
+    StudyState,
+    ask,
+    new_study,
+    tell,
+    trial_payloads,
+)
+
+Payload = dict[str, Any]  # one trial to run: number, round, params (or skip)
+Result = Mapping[str, Any]  # what a trial task returns: state, value, fold scores, error
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class StartInputs:
     max_rounds: int = 0  # rounds the pipeline was compiled with (0: unchecked)
 
 
-def start(inputs: StartInputs) -> list[str]:
+def start(inputs: StartInputs) -> list[Payload]:
     """Validate the configuration (config errors fail here, before any trial), start the study
     and ask round 0. Returns the trial payloads for the ParallelFor."""
     n_rounds, per_round = inputs.n_rounds, inputs.trials_per_round
@@ -67,25 +76,25 @@ def start(inputs: StartInputs) -> list[str]:
     )
     trials = ask(state, int(per_round), 0, int(n_rounds))
     state.save(inputs.study_path)
-    return encode_trials(trials, 0)
+    return trial_payloads(trials, 0)
 
 
 @dataclass(frozen=True)
 class AskInputs:
     study_in: Path
-    results: Sequence[str]  # the previous round's trial results
+    results: Sequence[Result]  # the previous round's trial results
     study_out: Path
     round_index: int
     n_rounds: int
     trials_per_round: int
 
 
-def ask_round(inputs: AskInputs) -> list[str]:
+def ask_round(inputs: AskInputs) -> list[Payload]:
     """Tell the previous round's results, then ask round ``round_index``."""
     state = tell(StudyState.load(inputs.study_in), list(inputs.results))
     trials = ask(state, int(inputs.trials_per_round), int(inputs.round_index), int(inputs.n_rounds))
     state.save(inputs.study_out)
-    return encode_trials(trials, int(inputs.round_index))
+    return trial_payloads(trials, int(inputs.round_index))
 
 
 @dataclass(frozen=True)
@@ -93,29 +102,28 @@ class TrialInputs:
     train_path: Path
     contract_path: Path
     study_path: Path
-    payload: str  # one trial of encode_trials
+    payload: Payload  # one of start's or ask_round's
 
 
-def trial(inputs: TrialInputs) -> str:
-    """Evaluate one trial on the training split; the result travels back as a JSON string."""
-    item = json.loads(inputs.payload)
+def trial(inputs: TrialInputs) -> dict[str, Any]:
+    """Evaluate one trial on the training split (a failing fit is a FAIL result, not an error)."""
+    item = dict(inputs.payload)
     if item.get("skip"):  # spent budget: no data to read
-        return json.dumps(item)
+        return item
     from kfops.contract_model import Contract
     from kfops.data import read_table
     from kfops.tuning.trials import run_trial
 
     state = StudyState.load(inputs.study_path)
-    result = run_trial(
+    return run_trial(
         item, state, read_table(inputs.train_path), Contract.load(Path(inputs.contract_path))
     )
-    return json.dumps(result, sort_keys=True)
 
 
 @dataclass(frozen=True)
 class ReportInputs:
     study_in: Path
-    results: Sequence[str]  # the last round's trial results
+    results: Sequence[Result]  # the last round's trial results
     study_out: Path
     report_path: Path  # Markdown
 

@@ -39,6 +39,7 @@ from kfops.tuning.study import (
     new_study,
     remaining_budget,
     tell,
+    trial_payloads,
 )
 from kfops.tuning.trials import SCORERS, CVProblem, cv_problem, cv_scores, run_trial
 
@@ -72,5 +73,6 @@ __all__ = [
     "run_trial",
     "summary",
     "tell",
+    "trial_payloads",
     "tune_in_process",
 ]

@@ -246,18 +246,21 @@ def ask(
     return asked
 
 
-def encode_trials(trials: list[TrialRecord], round_index: int) -> list[str]:
-    """Trial payloads for a ParallelFor: JSON strings, so ints stay ints on every runner.
+def trial_payloads(trials: list[TrialRecord], round_index: int) -> list[dict[str, Any]]:
+    """What each trial task of a round gets: its number, round and parameters.
 
     A ParallelFor over an empty list fails under kfp.local, so a spent budget yields one
     ``skip`` payload that a trial task answers without work.
     """
     if not trials:
-        return [json.dumps({"skip": True, "round": round_index})]
-    return [
-        json.dumps({"number": t.number, "round": t.round, "params": t.params}, sort_keys=True)
-        for t in trials
-    ]
+        return [{"skip": True, "round": round_index}]
+    return [{"number": t.number, "round": t.round, "params": t.params} for t in trials]
+
+
+def encode_trials(trials: list[TrialRecord], round_index: int) -> list[str]:
+    """Trial payloads as they cross the KFP edge: JSON strings, so ints stay ints on every
+    runner (``run_trial`` and ``tell`` take them as they come back)."""
+    return [json.dumps(p, sort_keys=True) for p in trial_payloads(trials, round_index)]
 
 
 def tell(state: StudyState, results: Iterable[str | Mapping[str, Any]]) -> StudyState:
