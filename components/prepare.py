@@ -14,7 +14,6 @@ def prepare(
     seed: int,
     registry_root: str,
     run_id: str,
-    job_id: str,
     train: Output[Dataset],
     test: Output[Dataset],
 ):
@@ -22,7 +21,7 @@ def prepare(
 
     from kfops import lifecycle
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
+    ctx = lifecycle.RunContext.cacheable(registry_root, run_id)
     n_train, n_test = lifecycle.prepare_step(
         Path(snapshot.path),
         Path(contract.path),

@@ -13,9 +13,9 @@ def validate(
     task: str,
     model_name: str,
     drop_columns: str,
+    champion_key: str,  # the champion's version: part of the KFP cache key (kfops.caching)
     registry_root: str,
     run_id: str,
-    job_id: str,
     contract: Output[Artifact],
     statistics: Output[Markdown],
     validation_report: Output[Markdown],
@@ -25,7 +25,7 @@ def validate(
     from kfops import lifecycle
     from kfops.io import write_text_atomic
 
-    ctx = lifecycle.RunContext.of(registry_root, run_id, job_id)
+    ctx = lifecycle.RunContext.cacheable(registry_root, run_id)
     result = lifecycle.validate_step(
         Path(snapshot.path), target, task, model_name, Path(contract.path), ctx, drop_columns
     )

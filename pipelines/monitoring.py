@@ -9,6 +9,7 @@ from kfp import dsl, kubernetes
 
 from kfops.components._image import IMAGE
 from kfops.components.monitor import monitor
+from kfops.pipelines.resources import sized
 from kfops.pipelines.training import CLUSTER_REGISTRY_ROOT, REGISTRY_MOUNT_PATH, training_pipeline
 
 PIPELINE_NAME = "kfops-monitoring"
@@ -56,6 +57,7 @@ def monitoring_pipeline(
         retrain_data_uri=retrain_data_uri,
     ).set_display_name("monitor window")
     checked.set_caching_options(False)  # every scheduled run must look at fresh traffic
+    sized(checked, "data")
     kubernetes.mount_pvc(checked, pvc_name=registry_pvc, mount_path=REGISTRY_MOUNT_PATH)
 
     with (

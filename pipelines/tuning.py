@@ -26,6 +26,7 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown
 
 from kfops.components.tune import tune_ask, tune_init, tune_report, tune_trial
+from kfops.pipelines.resources import sized
 
 DEFAULT_MAX_ROUNDS = 3
 DEFAULT_PARALLELISM = 2
@@ -83,6 +84,7 @@ def build_tune_pipeline(
         # The study's start time is part of its output: a cached init would restart an old
         # clock, and a cached round would replay old trials. Tuning tasks always run.
         init.set_caching_options(False)
+        sized(init, "small")
         asked = init
         results = None  # the previous round's trial results, told by the next task
         for r in range(max_rounds):
@@ -95,6 +97,7 @@ def build_tune_pipeline(
                     trials_per_round=trials_per_round,
                 ).set_display_name(f"tune: tell round {r - 1}, ask round {r}")
                 asked.set_caching_options(False)
+                sized(asked, "small")
             with dsl.ParallelFor(asked.outputs["Output"], parallelism=parallelism) as trial:
                 ran = tune_trial(
                     train=train,
@@ -103,11 +106,13 @@ def build_tune_pipeline(
                     trial=trial,
                 ).set_display_name(f"tune: trial (round {r})")
                 ran.set_caching_options(False)
+                sized(ran, "train")
             results = dsl.Collected(ran.output)
         report = tune_report(study_in=asked.outputs["study"], results=results).set_display_name(
             f"tune: tell round {max_rounds - 1}, report"
         )
         report.set_caching_options(False)
+        sized(report, "small")
         return TuneOutputs(
             best_params=report.outputs["best_params"],
             summary=report.outputs["summary"],
