@@ -14,7 +14,6 @@ def prepare(
     seed: int,
     registry_root: str,
     run_id: str,
-    job_id: str,
     train: Output[Dataset],
     test: Output[Dataset],
 ):
@@ -23,7 +22,7 @@ def prepare(
     from kfops.steps import prepare
     from kfops.steps._run import RunContext
 
-    ctx = RunContext.of(registry_root, run_id, job_id)
+    ctx = RunContext.cacheable(registry_root, run_id)
     with ctx.task("prepare"):
         inputs = prepare.PrepareInputs(
             snapshot_path=Path(snapshot.path),

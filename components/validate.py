@@ -13,9 +13,9 @@ def validate(
     task: str,
     model_name: str,
     drop_columns: str,
+    champion_key: str,  # the champion's version: part of the KFP cache key (kfops.caching)
     registry_root: str,
     run_id: str,
-    job_id: str,
     contract: Output[Artifact],
     statistics: Output[Markdown],
     validation_report: Output[Markdown],
@@ -28,7 +28,7 @@ def validate(
     from kfops.steps import validate
     from kfops.steps._run import RunContext
 
-    ctx = RunContext.of(registry_root, run_id, job_id)
+    ctx = RunContext.cacheable(registry_root, run_id)
     with ctx.task("validate"):
         inputs = validate.ValidateInputs(
             snapshot_path=Path(snapshot.path),

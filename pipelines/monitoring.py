@@ -11,6 +11,7 @@ from kfops.components._image import IMAGE
 from kfops.components.monitor import monitor
 from kfops.defaults import DEPLOY_NAMESPACE, MONITORING_WINDOW_HOURS, PUSHGATEWAY_JOB
 from kfops.params import DEFAULTS
+from kfops.pipelines.resources import sized
 from kfops.pipelines.training import (
     CLUSTER_REGISTRY_ROOT,
     CLUSTER_STORAGE_ROOT,
@@ -64,6 +65,7 @@ def monitoring_pipeline(
         retrain_data_uri=retrain_data_uri,
     ).set_display_name("monitor window")
     checked.set_caching_options(False)  # every scheduled run must look at fresh traffic
+    sized(checked, "data")
     kubernetes.mount_pvc(checked, pvc_name=registry_pvc, mount_path=REGISTRY_MOUNT_PATH)
 
     with (

@@ -9,6 +9,7 @@ from kfp import dsl, kubernetes
 
 from kfops.components._image import IMAGE
 from kfops.components.bless import bless
+from kfops.components.cache_keys import cache_keys
 from kfops.components.deploy import deploy
 from kfops.components.evaluate import evaluate
 from kfops.components.extract import extract
@@ -19,6 +20,7 @@ from kfops.components.tune import no_tuning, untuned_params
 from kfops.components.validate import validate
 from kfops.defaults import DEPLOY_NAMESPACE
 from kfops.params import DEFAULTS
+from kfops.pipelines.resources import sized
 from kfops.pipelines.tuning import build_tune_pipeline
 
 PIPELINE_NAME = "kfops-training"
@@ -33,6 +35,8 @@ CLUSTER_STORAGE_ROOT = f"pvc://{REGISTRY_PVC}/registry"  # what KServe mounts ve
 TUNE_MAX_ROUNDS = 3
 TUNE_PARALLELISM = 2
 tune = build_tune_pipeline(max_rounds=TUNE_MAX_ROUNDS, parallelism=TUNE_PARALLELISM)
+# The deploy step waits this long for the new version to roll out (kfops.deploy).
+DEPLOY_TIMEOUT_S = 600.0
 
 
 @dsl.pipeline(
@@ -65,27 +69,39 @@ def training_pipeline(
     tune_timeout_s: float = DEFAULTS.tune_timeout_s,
     search_space: str = "",
     run_id: str = "",
+    use_cache: bool = True,
 ):
     job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     run_ids = {"run_id": run_id, "job_id": job_id}
     run = {"registry_root": registry_root, **run_ids}
+    # extract, validate and prepare take no job id, so KFP can reuse them when the data and
+    # the champion are unchanged; cache_keys (never cached) says what "unchanged" means.
+    cacheable = {"registry_root": registry_root, "run_id": run_id}
 
     tasks = []
-    extracted = extract(data_uri=data_uri, **run).set_display_name("extract")
+    keys = cache_keys(
+        data_uri=data_uri, registry_root=registry_root, model_name=model_name,
+        use_cache=use_cache,
+    ).set_display_name("cache keys")  # fmt: skip
+    keys.set_caching_options(False)
+    extracted = extract(
+        data_uri=data_uri, data_key=keys.outputs["data"], **cacheable
+    ).set_display_name("extract")
     validated = validate(
         snapshot=extracted.outputs["snapshot"],
         target=target,
         task=task,
         model_name=model_name,
         drop_columns=drop_columns,
-        **run,
+        champion_key=keys.outputs["champion"],
+        **cacheable,
     ).set_display_name("analyze and validate")
     prepared = prepare(
         snapshot=extracted.outputs["snapshot"],
         contract=validated.outputs["contract"],
         test_size=test_size,
         seed=seed,
-        **run,
+        **cacheable,
     ).set_display_name("prepare")
     with dsl.If(tune_enabled == True, name="tuning"):  # noqa: E712
         tuned = tune(
@@ -157,9 +173,16 @@ def training_pipeline(
             image=serving_image,
             canary_percent=canary_percent,
             storage_root=storage_root,
+            timeout_seconds=DEPLOY_TIMEOUT_S,
             **run_ids,
         ).set_display_name("deploy")
         tasks += [registered, deployed]
-    tasks += [extracted, validated, prepared, trained, evaluated, blessed]
+        sized(registered, "small")
+        sized(deployed, "small")
+    tasks += [keys, extracted, validated, prepared, trained, evaluated, blessed]
     for task in tasks:
         kubernetes.mount_pvc(task, pvc_name=registry_pvc, mount_path=REGISTRY_MOUNT_PATH)
+    for task, size in ((keys, "small"), (extracted, "data"), (validated, "data"),
+                       (prepared, "data"), (trained, "train"), (evaluated, "data"),
+                       (blessed, "data"), (untuned, "small"), (skipped, "small")):  # fmt: skip
+        sized(task, size)

@@ -28,6 +28,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from kfops.components.tune import tune_ask, tune_init, tune_report, tune_trial
 from kfops.params import DEFAULTS
+from kfops.pipelines.resources import sized
 from kfops.tuning.study import DEFAULT_CV_FOLDS
 
 DEFAULT_MAX_ROUNDS = 3
@@ -86,6 +87,7 @@ def build_tune_pipeline(
         # The study's start time is part of its output: a cached init would restart an old
         # clock, and a cached round would replay old trials. Tuning tasks always run.
         init.set_caching_options(False)
+        sized(init, "small")
         asked = init
         results = None  # the previous round's trial results, told by the next task
         for r in range(max_rounds):
@@ -98,6 +100,7 @@ def build_tune_pipeline(
                     trials_per_round=trials_per_round,
                 ).set_display_name(f"tune: tell round {r - 1}, ask round {r}")
                 asked.set_caching_options(False)
+                sized(asked, "small")
             with dsl.ParallelFor(asked.outputs["Output"], parallelism=parallelism) as trial:
                 ran = tune_trial(
                     train=train,
@@ -106,11 +109,13 @@ def build_tune_pipeline(
                     trial=trial,
                 ).set_display_name(f"tune: trial (round {r})")
                 ran.set_caching_options(False)
+                sized(ran, "train")
             results = dsl.Collected(ran.output)
         report = tune_report(study_in=asked.outputs["study"], results=results).set_display_name(
             f"tune: tell round {max_rounds - 1}, report"
         )
         report.set_caching_options(False)
+        sized(report, "small")
         return TuneOutputs(
             best_params=report.outputs["best_params"],
             summary=report.outputs["summary"],

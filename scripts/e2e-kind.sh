@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# End to end on the kind cluster from scripts/kind-up.sh (`make e2e-kind`): submit the
-# training pipeline to Kubeflow Pipelines with deploy_target=cluster and wait for it, then wait
-# for the InferenceService the pipeline's deploy step applied (named after the model) and call
-# it. On kind, KFP standalone runs the pipeline pods in its namespace, kubeflow, so kfops
+# End to end on the kind cluster from scripts/kind-up.sh (`make e2e-kind`): upload the training
+# pipeline to Kubeflow Pipelines as a new version of `kfops-training` (so it is listed, with its
+# description, in the dashboard's Pipelines list), run that version with deploy_target=cluster
+# and wait for it, then wait for the InferenceService the pipeline's deploy step applied (named
+# after the model) and call it. On kind, KFP standalone runs the pipeline pods in its namespace, kubeflow, so kfops
 # (registry PVC, InferenceService) lives there too. Port-forwards are stopped on exit.
 set -euo pipefail
 
@@ -48,7 +49,7 @@ kubectl -n kubeflow port-forward svc/ml-pipeline-ui "$KFP_PORT:80" >/dev/null &
 pids+=($!)
 wait_port "$KFP_PORT"
 
-echo "==> submit the training pipeline (model $MODEL, deploy to $NAMESPACE) and wait for it"
+echo "==> upload the training pipeline, run it (model $MODEL, deploy to $NAMESPACE) and wait"
 KFOPS_E2E_KFP_HOST="http://127.0.0.1:$KFP_PORT" KFOPS_E2E_NAMESPACE="$NAMESPACE" \
     KFOPS_E2E_MODEL="$MODEL" "$BIN/pytest" -q -m e2e tests/e2e/test_kfp_submit_e2e.py
 

@@ -284,3 +284,37 @@ def load_snapshot(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"no data snapshot at {path}")
     return _read_parquet(path, str(path))
+
+
+def source_digest(uri: str | os.PathLike[str]) -> str:
+    """sha256 of the bytes behind ``uri`` (path, ``file://``, ``http(s)://`` or fsspec URL).
+
+    The pipeline's cache key for extract: KFP reuses a task's outputs when its inputs are equal,
+    so a changed file at the same URI must give a different input (kfops.caching).
+    """
+    source = os.fspath(uri)
+    if not source:
+        raise DataError("no data path given")
+    if _is_url(source) and urlsplit(source).scheme != "file":
+        opener = (
+            _download_http if urlsplit(source).scheme in ("http", "https") else _download_fsspec
+        )
+        with opener(source) as local:
+            return _sha256_file(local, source)
+    path = Path(unquote(urlsplit(source).path)) if _is_url(source) else Path(source)
+    return _sha256_file(path, source)
+
+
+def _sha256_file(path: Path, label: str) -> str:
+    if path.is_dir():
+        raise DataError(f"{label} is a directory, expected a CSV or Parquet file")
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {label}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {label}: {exc.strerror or exc}") from None
+    return digest.hexdigest()

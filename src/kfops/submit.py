@@ -293,6 +293,24 @@ _PARAM_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+CACHE_PARAMETER = "use_cache"
+
+
+def without_cache(spec: dict[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """``arguments`` with the pipeline's cache switched off (``kfops submit --no-cache``).
+
+    KFP reuses a task's outputs when its cache key is unchanged. The client's own switch
+    (``enable_caching``) rewrites only the top-level tasks of an inline spec, not nested DAGs
+    nor uploaded versions (kfp 2.17.3 kfp/client/client.py ``_override_caching_options``), so
+    the training pipeline takes a parameter that gives its cacheable steps a fresh key.
+    """
+    params = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    if CACHE_PARAMETER not in params:
+        name = spec.get("pipelineInfo", {}).get("name", "pipeline")
+        raise ConfigError(f"{name} has no cacheable steps to switch off (--no-cache)")
+    return {**arguments, CACHE_PARAMETER: False}
+
+
 def parse_params(items: list[str] | None) -> dict[str, Any]:
     """``["seed=7", "target=species"]`` -> {"seed": 7, "target": "species"} (JSON values win)."""
     out: dict[str, Any] = {}
@@ -494,7 +512,10 @@ def upload_version(
     """
     import kfp_server_api
 
-    load_package(package)
+    spec = load_package(package)
+    # The dashboard's Pipelines list shows the pipeline's description: the spec's own unless
+    # one is given (the first upload creates the pipeline).
+    description = description or spec.get("pipelineInfo", {}).get("description") or None
     for label, value in (("pipeline name", pipeline_name), ("version name", version_name)):
         if not value or not value.strip():
             raise ConfigError(f"{label} is empty")

@@ -1,4 +1,7 @@
-"""Submit the training pipeline to a real Kubeflow Pipelines and wait for it.
+"""Upload the training pipeline to a real Kubeflow Pipelines, run that version, wait for it.
+
+The upload makes the pipeline appear in the dashboard's Pipelines list with its description
+(`kfops upload` does the same); the run then runs the uploaded version, as a release does.
 
 Runs only when KFOPS_E2E_KFP_HOST points at a KFP endpoint (scripts/e2e-kind.sh sets it after
 `make kind-up`); skipped with that reason otherwise, also in CI, where no cluster can run.
@@ -16,6 +19,7 @@ multi-user Kubeflow only, KFOPS_KFP_NAMESPACE (standalone KFP refuses a namespac
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +69,20 @@ def test_training_run_succeeds_on_kubeflow(tmp_path: Path) -> None:
     image = e2e_image()
     package = submit.compile_package("training", tmp_path / "training.yaml", image)
     target = submit.KfpTarget.resolve(host=HOST)
-    result = submit.submit_run(
+    version = submit.upload_version(
         target,
         package,
+        pipeline_name=os.environ.get("KFOPS_E2E_PIPELINE", "kfops-training"),
+        version_name=f"e2e-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+    )
+    # Listed in the dashboard with the pipeline's own description.
+    client = submit.make_client(target)
+    listed = client.get_pipeline(version.pipeline_id)
+    description = submit.load_package(package)["pipelineInfo"]["description"]
+    assert listed.description == description, listed
+    result = submit.submit_run(
+        target,
+        version=version,
         arguments=e2e_arguments(image),
         experiment="kfops-e2e",
         run_name=f"kfops-e2e-{os.getpid()}",

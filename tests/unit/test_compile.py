@@ -60,3 +60,54 @@ def test_digest_and_registry_port_are_accepted() -> None:
 def test_unknown_pipeline_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown pipeline 'trainig'"):
         compile_pipeline("trainig", tmp_path / "x.yaml", "kfops:0.1.0")
+
+
+def _spec(tmp_path: Path, name: str) -> dict:
+    path = compile_pipeline(name, tmp_path / f"{name}.yaml", "kfops:0.1.0")
+    return next(d for d in yaml.safe_load_all(path.read_text()) if "deploymentSpec" in d)
+
+
+def _tasks(spec: dict) -> dict[str, dict]:
+    """Every task of the spec, nested DAGs (conditions, sub-pipelines) included."""
+    out = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        out.update(component.get("dag", {}).get("tasks", {}))
+    return out
+
+
+def test_cacheable_steps_take_no_job_uuid_and_are_keyed_on_the_data(tmp_path: Path) -> None:
+    # KFP's cache key holds a task's input values (kubeflow/pipelines 2.17.0
+    # backend/src/v2/cacheutils/cache.go): a per-run value such as the job uuid defeats it.
+    tasks = _tasks(_spec(tmp_path, "training"))
+    for name in ("extract", "validate", "prepare"):
+        task = tasks[name]
+        assert task["cachingOptions"].get("enableCache") is True, name
+        text = yaml.safe_dump(task["inputs"])
+        assert "pipeline_job_uuid" not in text and "{{$." not in text, (name, text)
+    keys = tasks["cache-keys"]
+    assert not keys["cachingOptions"].get("enableCache")  # recomputed every run
+    data_key = tasks["extract"]["inputs"]["parameters"]["data_key"]["taskOutputParameter"]
+    assert data_key == {"outputParameterKey": "data", "producerTask": "cache-keys"}
+    champion = tasks["validate"]["inputs"]["parameters"]["champion_key"]["taskOutputParameter"]
+    assert champion == {"outputParameterKey": "champion", "producerTask": "cache-keys"}
+    # The steps after them still know the run (the run record, the registered lineage).
+    for name in ("train", "register", "deploy"):
+        assert "pipeline_job_uuid" in yaml.safe_dump(tasks[name]["inputs"]), name
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_every_task_requests_and_limits_cpu_and_memory(tmp_path: Path, name: str) -> None:
+    executors = _spec(tmp_path, name)["deploymentSpec"]["executors"]
+    for label, executor in executors.items():
+        resources = executor["container"].get("resources", {})
+        for key in ("resourceCpuRequest", "resourceMemoryRequest", "resourceCpuLimit",
+                    "resourceMemoryLimit"):  # fmt: skip
+            assert resources.get(key), (label, key)
+        # Requests fit a one-node kind already running KFP, KServe and Prometheus.
+        assert resources["cpuRequest"] <= 0.5 and resources["memoryRequest"] <= 2**30, label
+
+
+def test_deploy_step_waits_long_enough_for_a_rollout(tmp_path: Path) -> None:
+    deploy = _tasks(_spec(tmp_path, "training"))["deploy"]
+    timeout = deploy["inputs"]["parameters"]["timeout_seconds"]["runtimeValue"]["constant"]
+    assert timeout >= 600

@@ -51,10 +51,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The training pipeline's components, chained as pipelines/training.py wires them."""
     work = tmp_path_factory.mktemp("components")
     ids = {"registry_root": str(work / "registry"), "run_id": "run-1", "job_id": ""}
+    # extract, validate and prepare may be cached by KFP: they take cache keys, not the job id.
+    cached = {"registry_root": ids["registry_root"], "run_id": "run-1"}
     a: dict[str, Any] = {}
     a["snapshot"] = art(dsl.Dataset, work, "snapshot")
     extracted = extract.python_func(
-        data_uri=str(default_data_path()), snapshot=a["snapshot"], **ids
+        data_uri=str(default_data_path()), data_key="k", snapshot=a["snapshot"], **cached
     )
     a["contract"] = art(dsl.Artifact, work, "contract")
     a["statistics"] = art(dsl.Markdown, work, "statistics")
@@ -62,12 +64,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     champion = validate.python_func(
         snapshot=a["snapshot"], target="species", task="classification", model_name=MODEL,
         drop_columns=" year, ", contract=a["contract"], statistics=a["statistics"],
-        validation_report=a["validation"], **ids,
+        validation_report=a["validation"], champion_key="", **cached,
     )  # fmt: skip
     a["train"], a["test"] = art(dsl.Dataset, work, "train"), art(dsl.Dataset, work, "test")
     prepare.python_func(
         snapshot=a["snapshot"], contract=a["contract"], test_size=0.25, seed=3,
-        train=a["train"], test=a["test"], **ids,
+        train=a["train"], test=a["test"], **cached,
     )  # fmt: skip
     given = untuned_params.python_func(params_json='{"C": 2}')
     a["model"], a["profile"] = art(dsl.Model, work, "model"), art(dsl.Artifact, work, "profile")

@@ -46,14 +46,13 @@ PIPELINE_DEFAULTS = {
 PVC = PIPELINE_DEFAULTS["registry_pvc"]
 # The penguins CSV inside the image (its venv is /opt/venv, Python 3.11).
 IMAGE_PENGUINS = "/opt/venv/lib/python3.11/site-packages/palmerpenguins/data/penguins.csv"
-# Prometheus Operator kinds whose CRDs are not among the shared schemas (the operator's
-# bundle that scripts/kind-up.sh applies installs them): checked for presence, not schema.
-NO_SHARED_CRD = {
-    ("monitoring.coreos.com/v1", "Prometheus"): "overlays/kind",
-    ("monitoring.coreos.com/v1", "Alertmanager"): "overlays/kind",
-    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): "*",
-}
-K8S_VERSION = "1.32"
+KIND_UP = (REPO_ROOT / "scripts" / "kind-up.sh").read_text()
+# Core kinds are validated against the schemas of the Kubernetes version kind runs.
+K8S_VERSION = re.search(r"kindest/node:v(\d+\.\d+)\.\d+@sha256:", KIND_UP).group(1)  # type: ignore[union-attr]
+# The Helm release name kind-up.sh gives kube-prometheus-stack; its Prometheus selects
+# monitors and rules labelled release=<it> (chart 88.3.0 templates/prometheus/prometheus.yaml).
+KPS_RELEASE = re.search(r'^KPS_RELEASE="\$\{KPS_RELEASE:-([^}]*)\}"', KIND_UP, re.M).group(1)  # type: ignore[union-attr]
+MONITORING_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 
 
 def kubectl() -> str:
@@ -160,10 +159,6 @@ def test_overlay_objects_validate(overlay: str) -> None:
     if overlay != "overlays/kind":
         assert {"Namespace", "InferenceService"} <= kinds
     for obj in objects:
-        where = NO_SHARED_CRD.get((obj["apiVersion"], obj["kind"]))
-        if where is not None:
-            assert where in ("*", overlay), f"{obj['kind']} belongs to {where} only"
-            continue
         validate_object(obj)
 
 
@@ -192,6 +187,11 @@ def test_everything_is_namespaced_and_least_privilege(overlay: str) -> None:
         for o in render(overlay)
         if o["kind"] == "Role" and o["metadata"]["name"] == "kfops-inferenceservice-manager"
     )
+    readable = {
+        (g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
+    # The deploy step reads the predictor's Deployment to see a rollout through.
+    assert ("apps", "deployments") in readable
     writable = {
         (g, r)
         for rule in role["rules"]
@@ -400,3 +400,27 @@ def test_trigger_env_is_complete(
     assert launcher.registry_root == PIPELINE_DEFAULTS["registry_root"]
     assert launcher.target.namespace == env.get("KFOPS_KFP_NAMESPACE")
     assert launcher.deploy["deploy_target"] == env.get("KFOPS_DEPLOY_TARGET", "cluster")
+
+
+@pytest.mark.parametrize("overlay", ["overlays/kind", "overlays/production"])
+def test_kube_prometheus_stack_selects_the_monitors_rules_and_dashboard(overlay: str) -> None:
+    objects = render(overlay)
+    monitoring = [o for o in objects if o["kind"] in MONITORING_KINDS]
+    assert {o["kind"] for o in monitoring} == MONITORING_KINDS
+    for obj in monitoring:
+        # podMonitorSelector/serviceMonitorSelector/ruleSelector: matchLabels release=<name>
+        assert _selects({"matchLabels": {"release": KPS_RELEASE}}, obj["metadata"]["labels"])
+    # alertmanagerConfigSelector {} selects every AlertmanagerConfig.
+    assert [o for o in objects if o["kind"] == "AlertmanagerConfig"]
+    sidecar = {"grafana_dashboard": "1"}  # grafana.sidecar.dashboards label/labelValue
+    (dashboard,) = [
+        o for o in objects if o["kind"] == "ConfigMap" and _selects({"matchLabels": sidecar},
+                                                                    o["metadata"]["labels"])
+    ]  # fmt: skip
+    board = REPO_ROOT / "monitoring" / "grafana" / "kfops.json"
+    assert dashboard["data"] == {"kfops.json": board.read_text()}
+    assert dashboard["metadata"]["namespace"] == NAMESPACE[overlay]
+
+
+def test_base_alone_is_not_tied_to_a_helm_release() -> None:
+    assert not [o for o in render("base") if "release" in o["metadata"].get("labels", {})]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, crds_dir
+from tests.conftest import REPO_ROOT, crds_dir, require_binary
 
 MANIFESTS = REPO_ROOT / "manifests" / "base" / "monitoring"
 
@@ -61,8 +64,77 @@ def test_alertmanagerconfig_routes_retrain_alerts_to_the_trigger() -> None:
     doc = yaml.safe_load((MANIFESTS / "alertmanager-config.yaml").read_text())
     route = doc["spec"]["route"]
     assert route["matchers"] == [{"name": "kfops_action", "value": "retrain", "matchType": "="}]
-    assert route["groupBy"] == ["model"]
+    assert route["groupBy"] == ["namespace", "model"]
     (receiver,) = doc["spec"]["receivers"]
     (plain_receiver,) = [r for r in plain["receivers"] if r["name"] == receiver["name"]]
     assert receiver["webhookConfigs"][0]["url"] == plain_receiver["webhook_configs"][0]["url"]
     assert receiver["webhookConfigs"][0]["url"].endswith("/alerts")
+
+
+def test_grafana_dashboard_is_up_to_date_with_its_generator() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "monitoring" / "grafana" / "dashboard.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    board = json.loads((REPO_ROOT / "monitoring" / "grafana" / "kfops.json").read_text())
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert {p["datasource"]["uid"] for p in panels} == {"${datasource}"}
+    titles = " ".join(p["title"] for p in panels).lower()
+    for needed in ("request rate", "error ratio", "latency", "by class", "drift", "version",
+                   "capture", "trigger"):  # fmt: skip
+        assert needed in titles, needed
+
+
+def _operator_config(namespace: str, strategy: str) -> dict:
+    """The Alertmanager config the Prometheus Operator (v0.93.0, pkg/alertmanager/amcfg.go)
+    builds from our AlertmanagerConfig in ``namespace``: the route is prefixed with the CR's
+    namespace/name, gets `continue: true` (continueToNextRoute), and under the default matcher
+    strategy OnNamespace a matcher namespace="<namespace>" (namespaceEnforcer.processRoute)."""
+    doc = yaml.safe_load((MANIFESTS / "alertmanager-config.yaml").read_text())
+    route = doc["spec"]["route"]
+    matchers = [f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in route["matchers"]]
+    if strategy == "OnNamespace":
+        matchers.append(f'namespace="{namespace}"')
+    receiver = f"{namespace}/{doc['metadata']['name']}/{route['receiver']}"
+    return {
+        "route": {
+            "receiver": "null",
+            "routes": [{"receiver": receiver, "matchers": matchers, "continue": True,
+                        "group_by": route["groupBy"]}],
+        },
+        "receivers": [{"name": "null"},
+                      {"name": receiver, "webhook_configs": [
+                          {"url": doc["spec"]["receivers"][0]["webhookConfigs"][0]["url"]}]}],
+    }  # fmt: skip
+
+
+def _routes_to(amtool: str, config: dict, tmp_path: Path, labels: dict[str, str]) -> str:
+    path = tmp_path / "am.yml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [amtool, "config", "routes", "test", "--config.file", str(path),
+         *[f"{k}={v}" for k, v in labels.items()]],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return proc.stdout.strip()
+
+
+@pytest.mark.parametrize("namespace", ["kubeflow", "kfops"])
+def test_retrain_alerts_reach_the_trigger_through_the_operator_route(
+    tmp_path: Path, namespace: str
+) -> None:
+    amtool = require_binary("amtool")
+    config = _operator_config(namespace, "OnNamespace")
+    # The labels KfopsFeatureDrift fires with on a cluster (promtool test
+    # monitoring/prometheus/tests/namespaces.yml): the pod's namespace is kept.
+    alert = {"alertname": "KfopsFeatureDrift", "kfops_action": "retrain", "severity": "warning",
+             "namespace": namespace, "model": "penguins", "feature": "x"}  # fmt: skip
+    assert _routes_to(amtool, config, tmp_path, alert).endswith("/kfops-trigger")
+    # Without the namespace label (rules aggregating it away) the trigger would never hear.
+    no_namespace = {k: v for k, v in alert.items() if k != "namespace"}
+    assert _routes_to(amtool, config, tmp_path, no_namespace) == "null"
+    # Alerts of another namespace go to that namespace's own route, not ours.
+    other = {**alert, "namespace": "someone-else"}
+    assert _routes_to(amtool, config, tmp_path, other) == "null"

@@ -82,21 +82,78 @@ def test_shellcheck_clean(script: Path) -> None:
     assert "set -euo pipefail" in script.read_text()
 
 
+def _pins() -> dict[str, str]:
+    text = (REPO_ROOT / "scripts" / "kind-up.sh").read_text()
+    return dict(re.findall(r'^([A-Z_]+VERSION|KIND_NODE_IMAGE)="\$\{\1:-([^}]*)\}"', text, re.M))
+
+
 def test_kind_up_pins_every_version() -> None:
     text = (REPO_ROOT / "scripts" / "kind-up.sh").read_text()
-    pins = dict(re.findall(r'^([A-Z_]+VERSION|KIND_NODE_IMAGE)="\$\{\1:-([^}]*)\}"', text, re.M))
+    pins = _pins()
     assert set(pins) == {
+        "KIND_VERSION",
         "KIND_NODE_IMAGE",
         "PIPELINE_VERSION",
         "CERT_MANAGER_VERSION",
         "KSERVE_VERSION",
-        "PROMETHEUS_OPERATOR_VERSION",
+        "KPS_CHART_VERSION",
     }
     for name, value in pins.items():
-        assert re.search(r"\d+\.\d+\.\d+$", value), f"{name}={value} is not a pinned version"
-    assert pins["KSERVE_VERSION"] == "v0.21.0"  # the kserve the project is built against
+        assert re.search(r"\d+\.\d+\.\d+($|@sha256:[0-9a-f]{64}$)", value), f"{name}={value}"
+    # The node image by digest: kind guarantees only the digests built for a release (its
+    # release notes; the default is kind pkg/apis/config/defaults/image.go at the tag).
+    assert re.fullmatch(r"kindest/node:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", pins["KIND_NODE_IMAGE"])
+    # KServe 0.20.0: the CRDs in shared/crds and the canary webhook kfops.deploy targets.
+    assert pins["KSERVE_VERSION"] == "v0.20.0"
+    # KFP 2.15+ ships SeaweedFS; 2.14's MinIO image is gone (kubeflow/pipelines#12638).
+    major, minor = (int(x) for x in pins["PIPELINE_VERSION"].split(".")[:2])
+    assert (major, minor) >= (2, 15)
     assert "env/platform-agnostic?ref=$PIPELINE_VERSION" in text
     assert "defaultDeploymentMode" in text and "Standard" in text
+
+
+def _position(text: str, needle: str) -> int:
+    assert needle in text, needle
+    return text.index(needle)
+
+
+def test_kind_up_installs_kserve_in_upstream_order_and_waits_for_webhooks() -> None:
+    text = (REPO_ROOT / "scripts" / "kind-up.sh").read_text()
+    resources = '"$KSERVE_DL/kserve-cluster-resources.yaml"'
+    order = [
+        # cert-manager serves (CA injected, an Issuer passes its webhook) before KServe's
+        # Certificates are applied
+        "retry 300 ca_injected validatingwebhookconfiguration cert-manager-webhook",
+        "retry 300 cert_manager_webhook_serves",
+        # CRDs, established; the namespace (absent from kserve.yaml since 0.17); the rest
+        '"$KSERVE_DL/kserve-crds.yaml"',
+        "crd/inferenceservices.serving.kserve.io",
+        "kubectl create namespace kserve",
+        '"$KSERVE_DL/kserve.yaml"',
+        # every KServe deployment, webhooks with CA bundles, then the cluster resources once a
+        # server-side dry run of them passes KServe's webhooks
+        "kubectl -n kserve wait --for=condition=Available --timeout=300s deploy --all",
+        'retry 300 ca_injected "${config%%/*}" "${config#*/}"',
+        f"retry 300 kubectl apply --server-side --dry-run=server -f {resources}",
+        f"kubectl apply --server-side --force-conflicts -f {resources}",
+    ]
+    positions = [_position(text, needle) for needle in order]
+    assert positions == sorted(positions)
+
+
+def test_kind_up_refuses_another_kind_version(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "kubectl", "helm"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    (bin_dir / "kind").write_text("#!/bin/sh\necho 'kind v0.20.0 go1.21.0 linux/amd64'\n")
+    (bin_dir / "kind").chmod(0o755)
+    for tool in ("dirname", "sed", "awk"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    out = run_script("kind-up.sh", {"PATH": str(bin_dir)})
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: kind {_pins()['KIND_VERSION']} needed, found v0.20.0")
 
 
 def test_cluster_scripts_apply_overlays_that_exist() -> None:

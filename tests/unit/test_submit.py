@@ -277,8 +277,13 @@ def test_upload_creates_pipeline_then_named_version(kfp_replay: Any, package: Pa
     assert replay.calls() == replay.expected_calls()
     flt = json.loads(replay.requests[2].query["filter"][0])
     assert "kfops-training" in json.dumps(flt)
-    assert replay.requests[3].json()["display_name"] == "kfops-training"
+    created = replay.requests[3].json()
+    assert created["display_name"] == "kfops-training"
+    # The dashboard's Pipelines list shows the pipeline with the spec's description.
+    description = submit.load_package(package)["pipelineInfo"]["description"]
+    assert created["description"] == description
     upload = replay.requests[4]
+    assert upload.query["description"] == [description]
     assert upload.query["name"] == ["git-1a2b3c4"]
     assert upload.query["pipelineid"] == ["3a7c0d55-pl"]
     assert upload.headers["content-type"].startswith("multipart/form-data")
@@ -505,3 +510,39 @@ def test_cli_submit_uploaded_version_runs_that_version(
     assert "pipeline_spec" not in run_body
     assert run_body["display_name"] == "kfops-training"
     assert "uploaded version git-1a2b3c4" in text and "run details:" in text
+
+
+def test_cli_submit_no_cache_gives_the_cacheable_steps_a_fresh_key(
+    kfp_replay: Any, package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replay = kfp_replay("submit_run_wait")
+    params = [f"--param={k}={json.dumps(v)}" for k, v in required_args(package).items()]
+    code = main(["submit", "training", "--host", replay.url, "--package", str(package),
+                 "--no-cache", *params])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    run_body = replay.requests[4].json()
+    # The pipeline parameter reaches the cache_keys task, nested tasks included ...
+    assert run_body["runtime_config"]["parameters"]["use_cache"] is False
+    # ... and the client's own switch turns off the top-level tasks' cache as well.
+    tasks = run_body["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert not any(t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
+
+
+def test_cli_submit_caches_by_default(
+    kfp_replay: Any, package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replay = kfp_replay("submit_run_wait")
+    params = [f"--param={k}={json.dumps(v)}" for k, v in required_args(package).items()]
+    assert main(["submit", "training", "--host", replay.url, "--package", str(package),
+                 *params]) == 0  # fmt: skip
+    run_body = replay.requests[4].json()
+    assert "use_cache" not in run_body["runtime_config"]["parameters"]
+    tasks = run_body["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert tasks["extract"]["cachingOptions"]["enableCache"] is True
+
+
+def test_no_cache_on_a_pipeline_without_cacheable_steps(tmp_path: Path) -> None:
+    spec = submit.load_package(submit.compile_package("monitoring", tmp_path / "m.yaml",
+                                                      "kfops:0.1.0"))  # fmt: skip
+    with pytest.raises(ConfigError, match="no cacheable steps"):
+        submit.without_cache(spec, {})

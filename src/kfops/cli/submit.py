@@ -22,6 +22,11 @@ def register(sub: Any) -> None:
     )
     _common(p)
     p.add_argument("--run-name", help="run name shown in the UI (default: the pipeline name)")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every step again, even when KFP has a cached result for it",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the run and print its state")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits")
     p.add_argument("--poll", type=float, default=5.0, help="seconds between state checks")
@@ -127,6 +132,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     target = _target(args)
     package = _package(args)
     arguments = kfp_submit.parse_params(args.param)
+    if args.no_cache:
+        arguments = kfp_submit.without_cache(kfp_submit.load_package(package), arguments)
     if args.upload_version:
         # Check the host, then the arguments, before a version is uploaded.
         kfp_submit.check_endpoint(target)
@@ -151,6 +158,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             experiment=args.experiment,
             run_name=args.run_name,
             service_account=args.service_account,
+            enable_caching=False if args.no_cache else None,
             wait=args.wait,
             timeout=args.timeout,
             poll_seconds=args.poll,

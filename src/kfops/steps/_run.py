@@ -35,11 +35,23 @@ class RunContext:
             raise ConfigError("registry_root is empty: set --registry or KFOPS_REGISTRY_ROOT")
         return cls(Path(registry_root), run_id or job_id or tracking.new_run_id())
 
+    @classmethod
+    def cacheable(cls, registry_root: str | Path, run_id: str = "") -> RunContext:
+        """For the steps KFP may cache (extract, validate, prepare): they take no per-run job
+        id, which would change their cache key every run (kfops.caching). Without a run id
+        given by the launcher they record nothing, as a cache hit would not run them at all;
+        the steps after them record the run under the job id."""
+        if not str(registry_root):
+            raise ConfigError("registry_root is empty: set --registry or KFOPS_REGISTRY_ROOT")
+        return cls(Path(registry_root), run_id)
+
     @property
     def registry(self) -> Registry:
         return Registry(self.registry_root)
 
     def record(self, step: str, payload: dict[str, Any]) -> None:
+        if not self.run_id:  # a cacheable step without a run id (see ``cacheable``)
+            return
         tracking.record_step(self.registry_root, self.run_id, step, payload)
 
     @contextlib.contextmanager
