@@ -186,8 +186,9 @@ def test_trivial_shift_at_large_n_is_significant_but_not_drift(
 ) -> None:
     window = profile_window(make_frame(100_000, 8, {"num_00": ("shift", 0.05)}), reference)
     fb = reference.features["num_00"]
-    ref, cur = fb.psi_counts(reference.reference.counts["num_00"]), fb.psi_counts(
-        window.counts["num_00"]
+    ref, cur = (
+        fb.psi_counts(reference.reference.counts["num_00"]),
+        fb.psi_counts(window.counts["num_00"]),
     )
     assert psi_test(ref, cur, 0.0).p_value < 1e-6  # any plain test sees it ...
     row = detect_drift(reference, window).feature("num_00")
