@@ -249,7 +249,8 @@ def part_power(args: argparse.Namespace) -> dict[str, Any]:
         f"windows per cell: {args.null_windows} null and {args.windows} per shift"
         + (
             f"; {args.large_windows} null and {args.large_windows} per shift above "
-            f"{args.large_rows:,} rows ({', '.join(f'{s:,}' for s in large)}: CPU time)"
+            f"{args.large_rows:,} rows ({', '.join(f'{s:,}' for s in large)}), to bound the "
+            "run time"
             if large
             else ""
         )

@@ -120,6 +120,8 @@ def main() -> None:
 
     import evidently
     import pandas as pd
+    from evidently import Report  # noqa: F401  (imported before timing, as kfops' child does)
+    from evidently.presets import DataDriftPreset  # noqa: F401
 
     reference = pd.read_pickle(args.data_dir / "reference.pkl")
     current = pd.read_pickle(args.data_dir / "current.pkl")
