@@ -271,8 +271,10 @@ def test_policy_knobs_and_removed_settings() -> None:
         DriftPolicy.from_dict({"ks_threshold": 0.1})
     with pytest.raises(ConfigError, match="unknown drift policy settings"):
         DriftPolicy.from_dict({"psi": 0.1})
-    with pytest.raises(ConfigError, match="min_rows"):
+    with pytest.raises(ConfigError, match="min_rows must be an integer >= 1"):
         DriftPolicy(min_rows=0)
+    with pytest.raises(ConfigError, match="psi_threshold"):
+        DriftPolicy.from_dict({"psi_threshold": True})  # YAML "yes" is not a number
 
 
 def test_a_looser_tolerance_flags_less(reference: ReferenceProfile) -> None:

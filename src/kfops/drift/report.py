@@ -58,6 +58,10 @@ _REMOVED = {
 }
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class DriftPolicy:
     """The drift verdict's settings (see the module docstring for what they guarantee).
@@ -73,13 +77,19 @@ class DriftPolicy:
     min_rows: int = 1
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.alpha, int | float) and 0.0 < self.alpha < 1.0):
+        if not (_number(self.alpha) and 0.0 < self.alpha < 1.0):
             raise ConfigError(f"drift policy alpha must be in (0, 1), got {self.alpha!r}")
         value = self.psi_threshold
-        if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
+        if not (_number(value) and value >= 0 and math.isfinite(value)):
             raise ConfigError(f"drift policy psi_threshold must be a number >= 0, got {value!r}")
-        if not isinstance(self.min_rows, int) or self.min_rows < 1:
-            raise ConfigError(f"drift policy min_rows must be at least 1, got {self.min_rows!r}")
+        if (
+            isinstance(self.min_rows, bool)
+            or not isinstance(self.min_rows, int)
+            or self.min_rows < 1
+        ):
+            raise ConfigError(
+                f"drift policy min_rows must be an integer >= 1, got {self.min_rows!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DriftPolicy:
