@@ -108,6 +108,10 @@ bench-pipeline: $(STAMP) ## wall time and memory: pipeline vs direct library cal
 bench-drift: $(STAMP) ## drift detection vs Evidently (own venv under .bench/)
 	$(BIN)/python benchmarks/bench_drift.py
 
+.PHONY: bench-monitor
+bench-monitor: $(STAMP) ## monitoring at scale: drift power table vs Evidently (own venv under .bench/)
+	$(BIN)/python benchmarks/bench_monitor.py $(BENCH_ARGS)
+
 .PHONY: bench-serve
 bench-serve: $(STAMP) ## kfops predictor vs bare kserve.Model vs MLServer
 	$(BIN)/python benchmarks/bench_serve.py

@@ -5,10 +5,11 @@ Binning (documented, fixed at training time, stored as ``reference_profile.json`
 - numeric: ``fine_bins`` (default 100) quantile cut points of the finite training values,
   deduplicated. Bins are right-closed, ``(e[i-1], e[i]]``, and the two outer bins are open-ended,
   so every future value (also beyond the training range, or +-inf) has a bin. The ``bins``
-  (default 10) coarse cut points used for PSI are every ``fine_bins // bins``-th fine cut point,
-  so coarse counts are sums of fine counts: a window stores fine counts only. KS is computed on
-  the fine counts (a 1 % CDF grid of the reference), which makes it mergeable. Missing or
-  non-numeric values count in a separate null slot.
+  (default 10) coarse cut points used for PSI and the drift test are every
+  ``fine_bins // bins``-th fine cut point, so coarse counts are sums of fine counts: a window
+  stores fine counts only. The KS distance is computed on the fine counts (a 1 % CDF grid of
+  the reference), which makes it mergeable. Missing or non-numeric values count in a separate
+  null slot.
 - categorical/boolean: the ``max_categories`` most frequent training values (ties by value),
   then an ``__other__`` slot for everything else (values unseen in training land there), then a
   null slot.

@@ -1,18 +1,38 @@
 """Per-feature drift verdicts and the dataset verdict.
 
-A feature drifts only when BOTH hold:
+The policy (``DriftPolicy``): a feature drifts when its shift is LARGER THAN A TOLERANCE, WITH
+CONFIDENCE. For every tested feature (numeric: the ``bins`` coarse quantile bins plus the null
+slot; categorical/boolean: its categories, ``__other__`` and null), the test of
+``kfops.drift.stats.psi_test`` gives the p-value of "the PSI of this feature is at most
+``psi_threshold``" (a noncentral chi-square test on the profile counts). The p-values are
+adjusted with Benjamini-Hochberg across the tested features, and a feature drifts when its
+adjusted p-value is below ``alpha``. The dataset drifts when ANY feature drifts (a share-of-
+columns rule such as ">= 50 % of columns" hides a few strongly drifted features); the share is
+reported as well.
 
-1. its test is significant after Benjamini-Hochberg correction across all tested features
-   (numeric: KS p-value, Bonferroni-combined with a chi-square test of the null rate when
-   either side has nulls; categorical/boolean: chi-square p-value over categories, __other__
-   and null), at false discovery rate ``alpha``; this stops many columns x p<0.05 from
-   raising false alarms, and
-2. the effect is large enough (numeric: PSI >= ``psi_threshold`` or KS >= ``ks_threshold``;
-   categorical: PSI >= ``psi_threshold`` or JS >= ``js_threshold``); this stops large samples
-   from flagging trivial shifts that any test finds significant.
+What this buys, at every window size from a hundred rows to millions:
 
-The dataset drifts when ANY feature drifts (a share-of-columns rule such as ">= 50 % of columns"
-hides a few strongly drifted features); the share is reported as well.
+- false alarms: a window whose features all shift by less than ``psi_threshold`` (in
+  particular a window of the reference's own distribution) is flagged with probability at most
+  ``alpha`` (Benjamini-Hochberg controls the chance of any false alarm at ``alpha`` when no
+  feature drifts);
+- power rises with the window: a shift above ``psi_threshold`` is found more often the more
+  rows the window has, until the effective sample ``n*m/(n+m)`` approaches the reference rows
+  ``n``, which bound the precision (a larger reference profile sharpens every verdict);
+- a shift below ``psi_threshold`` is NOT drift however many rows show it: large windows do not
+  flag trivial shifts that any plain test would call significant.
+
+The reported PSI is the textbook one (biased upward in small windows by about
+``(k-1)/n + (k-1)/m`` for ``k`` bins); ``psi_corrected`` removes that bias and is what the
+verdict judges, what ``DriftReport.scores`` returns and what the gauges export. KS (numeric) and
+Jensen-Shannon (categorical) distances are reported for reading, not used in the verdict.
+
+What a user tunes: ``psi_threshold`` (the tolerance; default 0.01, which a normal feature
+reaches with a mean shift of 0.1 standard deviation: PSI is about d**2 for a shift of d sd, so
+0.04 ~ 0.2 sd and 0.25 ~ 0.5 sd; 0 flags any detectable change however small), ``alpha`` (the
+false-alarm rate per window, default 0.05) and ``min_rows`` (no verdict below it). The bins are
+fixed when the reference profile is built (``build_reference_profile(bins=..., fine_bins=...,
+max_categories=...)``).
 """
 
 from __future__ import annotations
@@ -23,50 +43,80 @@ from typing import Any
 
 import numpy as np
 
-from kfops.drift.profile import CATEGORICAL_KINDS, NUMERIC, ReferenceProfile, WindowProfile
-from kfops.drift.stats import bh_adjust, chi2_pvalue, js_distance, ks_binned, psi
+from kfops.drift.profile import NUMERIC, ReferenceProfile, WindowProfile
+from kfops.drift.stats import bh_adjust, js_distance, ks_distance, psi, psi_tests
 from kfops.errors import ConfigError, DataError
 
 # Feature statuses
 OK, DRIFT, MISSING, NO_DATA, UNTESTED = "ok", "drift", "missing", "no_data", "untested"
 
+# Settings of earlier versions, with what replaced them (a clear error instead of "unknown").
+_REMOVED = {
+    "ks_threshold": "the verdict tests the bias-corrected PSI against psi_threshold",
+    "js_threshold": "the verdict tests the bias-corrected PSI against psi_threshold",
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
 
 @dataclass(frozen=True)
 class DriftPolicy:
-    """Thresholds of the drift verdict (see the module docstring)."""
+    """The drift verdict's settings (see the module docstring for what they guarantee).
+
+    - ``alpha``: false-alarm rate per window (Benjamini-Hochberg level across features).
+    - ``psi_threshold``: the tolerance; a feature drifts only when its PSI exceeds this with
+      confidence ``1 - alpha``. 0.01 ~ a 0.1 sd mean shift of a normal feature (PSI ~ d**2).
+    - ``min_rows``: windows with fewer rows get no verdict (status "no_data").
+    """
 
     alpha: float = 0.05
-    psi_threshold: float = 0.2
-    ks_threshold: float = 0.1
-    js_threshold: float = 0.1
-    min_rows: int = 1  # fewer window rows than this -> "no_data", no verdict
+    psi_threshold: float = 0.01
+    min_rows: int = 1
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 1.0:
-            raise ConfigError(f"drift policy alpha must be in (0, 1), got {self.alpha}")
-        for name in ("psi_threshold", "ks_threshold", "js_threshold"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-                raise ConfigError(f"drift policy {name} must be a positive number, got {value!r}")
-        for name in ("ks_threshold", "js_threshold"):
-            if getattr(self, name) > 1:
-                raise ConfigError(
-                    f"drift policy {name} must be at most 1, got {getattr(self, name)}"
-                )
-        if self.min_rows < 1:
-            raise ConfigError(f"drift policy min_rows must be at least 1, got {self.min_rows}")
+        if not (_number(self.alpha) and 0.0 < self.alpha < 1.0):
+            raise ConfigError(f"drift policy alpha must be in (0, 1), got {self.alpha!r}")
+        value = self.psi_threshold
+        if not (_number(value) and value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"drift policy psi_threshold must be a number >= 0, got {value!r}")
+        if (
+            isinstance(self.min_rows, bool)
+            or not isinstance(self.min_rows, int)
+            or self.min_rows < 1
+        ):
+            raise ConfigError(
+                f"drift policy min_rows must be an integer >= 1, got {self.min_rows!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DriftPolicy:
+        removed = sorted(set(data) & set(_REMOVED))
+        if removed:
+            raise ConfigError(
+                f"drift policy settings {removed} were removed: "
+                f"{_REMOVED[removed[0]]} (docs/ARCHITECTURE.md, Drift)"
+            )
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ConfigError(f"unknown drift policy settings {unknown}")
+            raise ConfigError(
+                f"unknown drift policy settings {unknown}; known: "
+                f"{sorted(cls.__dataclass_fields__)}"
+            )
         return cls(**data)
+
+    def describe(self) -> str:
+        return (
+            f"a feature drifts when its bias-corrected PSI exceeds {self.psi_threshold} with "
+            f"confidence: Benjamini-Hochberg adjusted p < {self.alpha} for "
+            f'"PSI <= {self.psi_threshold}" (noncentral chi-square test on the profile bins)'
+        )
 
 
 @dataclass
 class FeatureDrift:
-    """One feature's statistics and verdict. p-values are None for untested features."""
+    """One feature's statistics and verdict. Test fields are None for untested features."""
 
     name: str
     kind: str
@@ -77,12 +127,14 @@ class FeatureDrift:
     window_rows: int = 0
     reference_null_rate: float | None = None
     window_null_rate: float | None = None
-    psi: float | None = None
-    ks: float | None = None
-    js: float | None = None
-    test: str | None = None  # "ks", "ks+null" or "chi2"
-    p_value: float | None = None
-    p_adjusted: float | None = None
+    psi: float | None = None  # textbook PSI (biased upward in small windows)
+    psi_corrected: float | None = None  # bias-corrected PSI: what the verdict judges
+    ks: float | None = None  # numeric: KS distance (descriptive)
+    js: float | None = None  # categorical: Jensen-Shannon distance (descriptive)
+    test: str | None = None  # "chi2"
+    dof: int | None = None  # degrees of freedom after pooling sparse bins
+    p_value: float | None = None  # p of "PSI <= psi_threshold"
+    p_adjusted: float | None = None  # Benjamini-Hochberg across tested features
 
 
 @dataclass
@@ -111,8 +163,10 @@ class DriftReport:
         return len(self.drifted) / self.tested if self.tested else 0.0
 
     def scores(self) -> dict[str, float]:
-        """PSI per tested feature (what the server and the monitoring job export)."""
-        return {f.name: f.psi for f in self.features if f.psi is not None}
+        """Bias-corrected PSI per tested feature (what the server and the monitoring job
+        export as the drift gauge): about 0 for a window of the reference's own distribution
+        at any size, where the raw PSI of a small window is not."""
+        return {f.name: f.psi_corrected for f in self.features if f.psi_corrected is not None}
 
     def feature(self, name: str) -> FeatureDrift:
         for f in self.features:
@@ -145,10 +199,6 @@ class DriftReport:
         return html_page(self, title)
 
 
-def _null_split(counts: np.ndarray) -> np.ndarray:
-    return np.array([counts[:-1].sum(), counts[-1]])
-
-
 def _null_rate(counts: Any) -> float | None:
     total = int(counts.sum())
     return int(counts[-1]) / total if total else None
@@ -166,6 +216,7 @@ def detect_drift(
         )
     no_data = window.rows < policy.min_rows
     rows: list[FeatureDrift] = []
+    cells: list[tuple[np.ndarray, np.ndarray]] = []  # per tested feature, in order
     for name, fb in reference.features.items():
         ref = reference.reference.counts[name]
         row = FeatureDrift(
@@ -186,23 +237,20 @@ def detect_drift(
         if no_data:
             row.status, row.reason = NO_DATA, f"window has {window.rows} rows (< {policy.min_rows})"
             continue
-        row.psi = psi(fb.psi_counts(ref), fb.psi_counts(cur))
+        # One test per feature on the PSI vector (numeric: coarse bins + null slot), so a
+        # column that starts arriving empty drifts like one whose values move.
+        ref_cells, cur_cells = fb.psi_counts(ref), fb.psi_counts(cur)
+        cells.append((ref_cells, cur_cells))
+        row.psi = psi(ref_cells, cur_cells)
+        row.test = "chi2"
         if fb.kind == NUMERIC:
-            # KS on the non-null fine bins. When nulls occur, a chi-square test of the null
-            # rate joins it (Bonferroni over the two), so a column that starts arriving empty
-            # is significant too; PSI has the null slot, so its effect is measured.
-            row.ks, row.p_value = ks_binned(ref[:-1], cur[:-1])
-            row.test = "ks"
-            if ref[-1] or cur[-1]:
-                p_null = chi2_pvalue(_null_split(ref), _null_split(cur))
-                row.p_value = min(1.0, 2 * min(row.p_value, p_null))
-                row.test = "ks+null"
+            row.ks = ks_distance(ref[:-1], cur[:-1])
         else:
             row.js = js_distance(ref, cur)
-            row.p_value = chi2_pvalue(ref, cur)
-            row.test = "chi2"
 
-    tested = [r for r in rows if r.p_value is not None]
+    tested = [r for r in rows if r.test is not None]
+    for r, result in zip(tested, psi_tests(cells, policy.psi_threshold), strict=True):
+        r.psi_corrected, r.dof, r.p_value = result.psi_corrected, result.dof, result.p_value
     for r, adj in zip(
         tested, bh_adjust([r.p_value for r in tested if r.p_value is not None]), strict=True
     ):
@@ -213,27 +261,18 @@ def detect_drift(
     return DriftReport(status, drift, window.rows, reference.rows, rows, policy)
 
 
-def _effect(label: str, value: float, threshold: float) -> tuple[bool, str]:
-    large = value >= threshold
-    return large, f"{label} {value:.3f} {'>=' if large else '<'} {threshold}"
-
-
 def _decide(row: FeatureDrift, policy: DriftPolicy) -> None:
-    assert row.p_adjusted is not None and row.psi is not None
-    checks = [_effect("PSI", row.psi, policy.psi_threshold)]
-    if row.kind == NUMERIC and row.ks is not None:
-        checks.append(_effect("KS", row.ks, policy.ks_threshold))
-    elif row.kind in CATEGORICAL_KINDS and row.js is not None:
-        checks.append(_effect("JS", row.js, policy.js_threshold))
-    large = any(big for big, _ in checks)
-    effects = ", ".join(text for _, text in checks)
-    significant = row.p_adjusted < policy.alpha
-    sig = f"p_adj {row.p_adjusted:.3g} {'<' if significant else '>='} {policy.alpha}"
-    row.drifted = bool(significant and large)
+    assert row.p_adjusted is not None and row.psi_corrected is not None
+    row.drifted = row.p_adjusted < policy.alpha
     row.status = DRIFT if row.drifted else OK
+    effect = f"PSI corrected {row.psi_corrected:.4f}"
     if row.drifted:
-        row.reason = f"drift: {sig} and {effects}"
-    elif significant:
-        row.reason = f"significant ({sig}) but small effect: {effects}"
+        row.reason = (
+            f"drift: {effect} > {policy.psi_threshold} with confidence "
+            f"(p_adj {row.p_adjusted:.3g} < {policy.alpha})"
+        )
     else:
-        row.reason = f"not significant: {sig}; {effects}"
+        row.reason = (
+            f"no drift: {effect}, not shown above {policy.psi_threshold} "
+            f"(p_adj {row.p_adjusted:.3g} >= {policy.alpha})"
+        )

@@ -4,7 +4,8 @@ The live window is a ring of ``buckets`` tumbling sub-windows of ``window_size /
 each; when the newest sub-window is full the oldest is dropped, so scores follow the last
 ``window_size`` rows (give or take one sub-window) and memory is ``buckets`` count vectors per
 feature, whatever the traffic. Binning (``FeatureBins.count``/``slot``), PSI and the verdict
-are the batch code from ``kfops.drift.profile``/``stats``/``report``.
+are the batch code from ``kfops.drift.profile``/``stats``/``report``: ``scores`` is the
+bias-corrected PSI of ``DriftReport.scores`` and ``report`` the full batch verdict.
 
 ``update`` takes a pandas frame, or a mapping column -> numpy array/list (a batch, the model
 server passes lists of columns), or a mapping column -> scalar (one row; decided by the first
@@ -24,7 +25,7 @@ import pandas as pd
 
 from kfops.drift.profile import ReferenceProfile, WindowProfile
 from kfops.drift.report import DriftPolicy, DriftReport, detect_drift
-from kfops.drift.stats import psi
+from kfops.drift.stats import chi2_statistic, corrected_psi
 from kfops.errors import ConfigError
 
 _SCALARS = (int, float, str, bool, np.generic, type(None))
@@ -135,9 +136,14 @@ class StreamingDrift:
             return self._current.rows + sum(p.rows for p in self._done)
 
     def scores(self) -> dict[str, float]:
-        """PSI per tested feature over the live window (0.0 while the window is empty)."""
+        """Bias-corrected PSI per tested feature over the live window (as
+        ``DriftReport.scores``; 0.0 while the window is empty). A small window of unchanged
+        traffic scores about 0, where its raw PSI would be about (bins - 1) / rows."""
         win = self.window()
-        return {n: psi(self._ref_psi[n], fb.psi_counts(win.counts[n])) for n, fb in self._features}
+        return {
+            n: corrected_psi(*chi2_statistic(self._ref_psi[n], fb.psi_counts(win.counts[n])))
+            for n, fb in self._features
+        }
 
     def report(self, policy: DriftPolicy | None = None) -> DriftReport:
         """The full batch verdict (corrected tests + effect sizes) on the live window."""

@@ -7,7 +7,7 @@ from kfops.drift.report import NO_DATA, DriftReport
 from kfops.reports import fmt
 from kfops.reports.html import escape, page, table
 
-HEAD = ["feature", "kind", "status", "PSI", "KS", "JS", "test", "p", "p adj", "reason"]
+HEAD = ["feature", "kind", "status", "PSI corrected", "PSI", "KS", "JS", "p", "p adj", "reason"]
 
 
 def summary(report: DriftReport) -> str:
@@ -32,10 +32,10 @@ def rows(report: DriftReport) -> list[list[str]]:
             f.name,
             f.kind,
             f.status,
+            fmt.number(f.psi_corrected),
             fmt.number(f.psi),
             fmt.number(f.ks),
             fmt.number(f.js),
-            f.test or "",
             fmt.number(f.p_value, fmt.P_VALUE),
             fmt.number(f.p_adjusted, fmt.P_VALUE),
             f.reason,
@@ -49,22 +49,15 @@ def markdown(report: DriftReport, heading: str = "# Drift report") -> str:
     lines.append("| " + " | ".join(HEAD) + " |")
     lines.append("|" + "---|" * len(HEAD))
     lines += ["| " + " | ".join(fmt.cell(c) for c in r) + " |" for r in rows(report)]
-    p = report.policy
-    lines += [
-        "",
-        f"Policy: BH-adjusted p < {p.alpha} AND (PSI >= {p.psi_threshold} or "
-        f"KS >= {p.ks_threshold} [numeric] / JS >= {p.js_threshold} [categorical]).",
-    ]
+    lines += ["", f"Policy: {report.policy.describe()}."]
     return "\n".join(lines) + "\n"
 
 
 def html_section(report: DriftReport) -> str:
     """The summary, the table and the policy, without a heading."""
-    p = report.policy
     return (
         f"<p>{escape(summary(report))}</p>{table(HEAD, rows(report), row_class=2)}"
-        f"<p>Policy: BH-adjusted p &lt; {p.alpha} and (PSI &ge; {p.psi_threshold} or "
-        f"KS &ge; {p.ks_threshold} for numeric, JS &ge; {p.js_threshold} for categorical).</p>"
+        f"<p>Policy: {escape(report.policy.describe())}.</p>"
     )
 
 
