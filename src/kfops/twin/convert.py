@@ -78,22 +78,6 @@ def _parts(pipeline: Any) -> tuple[Any, Any, Any] | str:
     return coerce, encode, model
 
 
-def _infrequent(encode: Any, coercion: Coercion) -> list[str]:
-    """Features whose one-hot encoder grouped rare categories (skl2onnx 1.20 cannot convert)."""
-    names = {g.name: g.feature for g in coercion.inputs}
-    found: list[str] = []
-    for _, transformer, columns in getattr(encode, "transformers_", []):
-        steps = getattr(transformer, "named_steps", {})
-        onehot = steps.get("onehot") if isinstance(steps, dict) else None
-        groups = getattr(onehot, "infrequent_categories_", None) if onehot is not None else None
-        if not groups:
-            continue
-        found += [
-            names.get(col, col) for col, g in zip(columns, groups, strict=False) if g is not None
-        ]
-    return found
-
-
 def _link(model: Any) -> str | None:
     """The inverse link a HistGradientBoosting regressor applies to its raw score, if any.
 
@@ -124,13 +108,6 @@ def convert(pipeline: Pipeline, contract: Contract) -> Twin | NotConvertible:
     if tuple(tuple(f) for f in coerce_step.features) != coercion.features:
         return NotConvertible(
             estimator, "the pipeline's coerce step does not match the contract's features"
-        )
-    rare = _infrequent(encode, coercion)
-    if rare:
-        return NotConvertible(
-            estimator,
-            f"categorical feature(s) {rare} have more categories than the one-hot limit; the "
-            "rarest are grouped as 'infrequent', which skl2onnx 1.20 cannot convert",
         )
     classifier = contract.task == "classification"
     link = _link(model)

@@ -1,6 +1,7 @@
 """skl2onnx converters that keep the twin in double precision where skl2onnx 1.20 would not.
 
-scikit-learn computes in float64; three of skl2onnx's converters drop to float32 on the way:
+scikit-learn computes in float64. Where skl2onnx 1.20's converters drop to float32 (or fail)
+on kfops pipelines, these wrap them:
 
 - tree ensembles (RandomForest, DecisionTree, HistGradientBoosting): the converters compute
   thresholds and leaf values in float64 for a double input (for RandomForest/DecisionTree even
@@ -11,11 +12,15 @@ scikit-learn computes in float64; three of skl2onnx's converters drop to float32
   ``_DoubleTreeContainer`` stores them there.
 - ``SimpleImputer`` on a double input emits ``ai.onnx.ml.Imputer``, which onnxruntime implements
   for float32 only: replaced by ``Where(IsNaN(x), statistics, x)`` in float64.
+- ``OneHotEncoder`` with grouped rare categories (``max_categories``) converts only when each
+  column is its own input; kfops' encoder gets the imputer's (n, k) output, so the columns are
+  split off first (not a precision matter: without it the conversion fails).
 - ``TfidfVectorizer`` computes idf weighting and the L2 norm in float32 (its input is a string,
   so skl2onnx picks float): the term counts (small integers, exact in float32) are cast to
   float64 and weighted and normalised there.
 
-Everything else uses skl2onnx's own converters, unchanged.
+Everything else uses skl2onnx's own converters, unchanged; the four wrappers call skl2onnx's
+converter functions for the work and change only what is described above.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from skl2onnx.operator_converters.decision_tree import (
     convert_sklearn_decision_tree_regressor,
 )
 from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+from skl2onnx.operator_converters.one_hot_encoder import convert_sklearn_one_hot_encoder
 from skl2onnx.operator_converters.random_forest import (
     convert_sklearn_random_forest_classifier,
     convert_sklearn_random_forest_regressor_converter,
@@ -43,6 +49,7 @@ from sklearn.ensemble import (
 )
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from kfops.features import StableTfidfVectorizer
@@ -133,6 +140,47 @@ def _imputer(scope: Any, operator: Any, container: Any) -> None:
     container.add_node("Where", [isnan, stats, x], [operator.outputs[0].full_name])
 
 
+class _WithInputs:
+    """An operator seen with other inputs (skl2onnx converters read ``operator.inputs``)."""
+
+    def __init__(self, operator: Any, inputs: list[Any]) -> None:
+        self._operator = operator
+        self.inputs = inputs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._operator, name)
+
+
+def _grouped(op: OneHotEncoder) -> bool:
+    groups = getattr(op, "infrequent_categories_", None) if op._infrequent_enabled else None
+    return bool(groups) and any(g is not None for g in groups)
+
+
+def _one_hot(scope: Any, operator: Any, container: Any) -> None:
+    op = operator.raw_operator
+    source = operator.inputs[0]
+    if not _grouped(op) or len(operator.inputs) != 1 or source.type.shape[1] == 1:
+        convert_sklearn_one_hot_encoder(scope, operator, container)
+        return
+    columns = []
+    for j in range(len(op.categories_)):
+        column = scope.declare_local_variable(f"onehot_column{j}", type(source.type)([None, 1]))
+        index = scope.get_unique_variable_name(f"onehot_index{j}")
+        container.add_initializer(index, TensorProto.INT64, [1], [j])
+        container.add_node("Gather", [source.full_name, index], [column.full_name], axis=1)
+        columns.append(column)
+    convert_sklearn_one_hot_encoder(scope, _WithInputs(operator, columns), container)
+
+
+def _one_hot_shape(operator: Any) -> None:
+    # skl2onnx's shape calculator counts grouped categories one by one; the output has one
+    # column for the whole group.
+    op = operator.raw_operator
+    width = sum(len(op._compute_transformed_categories(i)) for i in range(len(op.categories_)))
+    rows = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = FloatTensorType([rows, width])
+
+
 def _counter(op: TfidfVectorizer) -> CountVectorizer:
     """A fitted CountVectorizer with ``op``'s tokenizer and vocabulary: skl2onnx converts it
     with its own (registered) converter and options."""
@@ -190,11 +238,13 @@ CONVERTERS: dict[type, Converter] = {
     HistGradientBoostingRegressor: _double_trees(convert_sklearn_random_forest_regressor_converter),
     DecisionTreeRegressor: _double_trees(convert_sklearn_decision_tree_regressor),
     SimpleImputer: _imputer,
+    OneHotEncoder: _one_hot,
     TfidfVectorizer: _tfidf,
     StableTfidfVectorizer: _tfidf,
 }
 # StableTfidfVectorizer has no skl2onnx alias of its own, so its output shape is declared here.
 SHAPE_CALCULATORS: dict[type, Callable[[Any], None]] = {
+    OneHotEncoder: _one_hot_shape,
     TfidfVectorizer: _tfidf_shape,
     StableTfidfVectorizer: _tfidf_shape,
 }

@@ -6,12 +6,12 @@ value within ``|twin - sklearn| <= atol + rtol * |sklearn|``.
 
 Why a tolerance at all: the graph computes in float64 like scikit-learn, except that onnxruntime's
 tree-ensemble operators return float32 in every ``ai.onnx.ml`` opset (their thresholds and leaf
-values are float64, see ``kfops.twin.converters``). A float32 result carries a relative rounding
-error of at most 2**-24 (6e-8); adding up to a few hundred trees' leaves makes a few of those.
-The defaults leave about two orders of magnitude of headroom above that, and stay far below
-any difference a person would call a different prediction. Regression values are compared with
-an absolute term scaled to the target's training range (float32 rounding is relative to the
-magnitude of what is summed, which is the target's scale, not the prediction's).
+values are float64, see ``kfops.twin.converters``). Rounding a result to float32 changes it by
+up to 2**-24 relative (6e-8); measured on the unit-test data: at most 9.3e-8 absolute on a
+probability and 5.4e-8 relative on a regression value. The defaults leave about two orders of
+magnitude of headroom (other CPUs, other data) and stay far below any difference a person
+would call a different prediction. The absolute term for regression is scaled to the target's
+training range, so a target in the millions is judged like one in units.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from kfops.features import feature_frame
 from kfops.twin.convert import Twin
 from kfops.twin.runtime import TwinRuntime
 
-PROBA_TOLERANCE = (1e-6, 1e-5)  # (atol, rtol) for class probabilities
+PROBA_TOLERANCE = (1e-5, 1e-5)  # (atol, rtol) for class probabilities
 VALUE_TOLERANCE = (1e-6, 1e-5)  # (atol per unit of the target's scale, rtol) for regression
 
 
