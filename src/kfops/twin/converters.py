@@ -152,8 +152,11 @@ class _WithInputs:
 
 
 def _grouped(op: OneHotEncoder) -> bool:
-    groups = getattr(op, "infrequent_categories_", None) if op._infrequent_enabled else None
-    return bool(groups) and any(g is not None for g in groups)
+    """True when the fitted encoder put some rare categories into one group column."""
+    if not op._infrequent_enabled:
+        return False
+    groups: list[Any] = list(getattr(op, "infrequent_categories_", None) or [])
+    return any(g is not None for g in groups)
 
 
 def _one_hot(scope: Any, operator: Any, container: Any) -> None:
