@@ -116,6 +116,10 @@ bench-monitor: $(STAMP) ## monitoring at scale: drift power table vs Evidently (
 bench-serve: $(STAMP) ## kfops predictor vs bare kserve.Model vs MLServer
 	$(BIN)/python benchmarks/bench_serve.py
 
+.PHONY: bench-twin
+bench-twin: $(STAMP) ## prediction latency: ONNX twin vs the sklearn pipeline (1 and 100 rows)
+	$(BIN)/python benchmarks/bench_twin.py
+
 .PHONY: bench-tune
 bench-tune: $(STAMP) ## pipeline tuning vs sequential Optuna vs RandomizedSearchCV
 	$(BIN)/python benchmarks/bench_tune.py

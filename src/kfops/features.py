@@ -1,153 +1,101 @@
 """Feature preparation: the train/test split and the preprocessing that lives inside the model.
 
-Preprocessing is a ``ColumnTransformer`` placed inside the sklearn ``Pipeline`` so the served
-model takes raw feature columns (by name) and nothing has to be re-implemented at serving time.
-Every helper used by a ``FunctionTransformer`` is a module-level function so the fitted
-pipeline pickles by reference and loads anywhere ``kfops`` is installed.
+Preprocessing is a two-step ``Pipeline`` placed inside the model so the served model takes raw
+feature columns (by name) and nothing has to be re-implemented at serving time:
+
+1. ``coerce``: ``kfops.coercion.CoerceStep``, kfops' own, stateless reading of raw values
+   (numbers from text, booleans from words, dates to parts, categories to strings, text to
+   tokens), the same function the ONNX twin's serving path calls before its graph;
+2. ``encode``: a ``ColumnTransformer`` of standard, fitted scikit-learn transformers only
+   (imputer, scaler, one-hot, TF-IDF), which skl2onnx converts (``kfops.twin``).
+
+Every helper the pipeline references is module-level, so the fitted pipeline pickles by
+reference and loads anywhere ``kfops`` is installed.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api import types as ptypes
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from kfops.contract_model import BOOL_WORDS, Contract
+from kfops.coercion import (
+    DATETIME_PARTS,
+    JOINED_TOKEN_PATTERN,
+    MISSING_CATEGORY,
+    CoerceStep,
+    Coercion,
+    booleans,
+    category_strings,
+    numbers,
+)
+from kfops.coercion import datetime_parts as _datetime_parts
+from kfops.contract_model import Contract
 from kfops.errors import ConfigError, DataError
 
 # Bounds that keep the feature matrix small and dense enough for every estimator.
 TEXT_MAX_FEATURES = 200
 MAX_CATEGORIES = 100
-DATETIME_PARTS: tuple[str, ...] = ("year", "month", "day", "dayofweek", "epoch")
 
 
-# --- module-level transformers (picklable by reference) ------------------------------------
-# They accept both raw frames (CSV strings, Python bools) and frames already put into contract
-# dtypes by ``kfops.contract.coerce_frame``, so training and serving agree whichever they see.
+# --- legacy transformers ---------------------------------------------------------------------
+# Model files written before the ``coerce`` step existed reference these functions by name from
+# FunctionTransformers inside their pipelines; they stay so those files keep loading. They read
+# values with the ``kfops.coercion`` rules. New pipelines do not use them.
 
 
 def _frame(X: Any) -> pd.DataFrame:
     return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
 
 
+def _stack(columns: list[np.ndarray], rows: int, dtype: Any = np.float64) -> np.ndarray:
+    return np.column_stack(columns) if columns else np.empty((rows, 0), dtype=dtype)
+
+
 def to_float_frame(X: Any) -> np.ndarray:
-    """Numeric columns as float64; anything unparsable becomes NaN (then imputed)."""
+    """Legacy: numeric columns as float64, unreadable values NaN."""
     frame = _frame(X)
-    if all(ptypes.is_numeric_dtype(dtype) for dtype in frame.dtypes):
-        return frame.to_numpy(dtype=np.float64, na_value=np.nan)  # fast path (serving)
-    columns = [
-        col.to_numpy(dtype=np.float64, na_value=np.nan)
-        if ptypes.is_numeric_dtype(col.dtype)
-        else pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        for _, col in frame.items()
-    ]
-    return np.column_stack(columns)
+    return _stack([numbers(col) for _, col in frame.items()], len(frame))
 
 
 def to_bool_float(X: Any) -> np.ndarray:
-    """Boolean columns as 1.0/0.0 with NaN for missing or unreadable values.
-
-    Same reading as ``coerce_frame``: True/"yes"/"t"/1 are 1.0, so a raw frame and a coerced
-    one give the same features.
-    """
+    """Legacy: boolean columns as 1.0/0.0, NaN for missing or unreadable values."""
     frame = _frame(X)
-    columns = []
-    for _, col in frame.items():
-        if ptypes.is_bool_dtype(col.dtype) or ptypes.is_numeric_dtype(col.dtype):
-            values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-            values = np.where(np.isin(values, (0.0, 1.0)), values, np.nan)
-        else:
-            words = col.map(
-                lambda v: v if v is None or isinstance(v, float) else str(v).strip().lower()
-            )
-            values = words.map(BOOL_WORDS).to_numpy(dtype=np.float64, na_value=np.nan)
-        columns.append(values)
-    return np.column_stack(columns)
+    return _stack([booleans(col) for _, col in frame.items()], len(frame))
 
 
 def to_category_strings(X: Any) -> np.ndarray:
-    """Categorical columns as strings with NaN for missing values.
-
-    OneHotEncoder needs one value type per column; served JSON may send ``1`` where training
-    saw ``1.0``, so every value is compared by its string form.
-    """
+    """Legacy: categorical columns as strings with NaN for missing values."""
     frame = _frame(X)
     columns = []
     for _, col in frame.items():
-        if ptypes.infer_dtype(col, skipna=True) in ("string", "empty"):
-            # fast path: already strings; only unify the null marker
-            columns.append(col.astype(object).where(col.notna(), np.nan).to_numpy(dtype=object))
-        else:
-            columns.append(col.astype(object).map(_category_string).to_numpy(dtype=object))
-    return np.column_stack(columns) if columns else np.empty((len(frame), 0), dtype=object)
-
-
-def _category_string(value: Any) -> Any:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return np.nan
-    # 1.0 and 1 are the same category.
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
+        values = category_strings(col)
+        values[values == MISSING_CATEGORY] = np.nan
+        columns.append(values)
+    return _stack(columns, len(frame), dtype=object)
 
 
 def to_text(X: Any) -> np.ndarray:
-    """One text column as a 1-D array of strings, missing values as ""."""
+    """Legacy: one text column as a 1-D array of strings, missing values as ""."""
     column = _frame(X).iloc[:, 0]
     return column.where(column.notna(), "").astype(str).to_numpy(dtype=object)
 
 
-def _to_utc_datetimes(col: pd.Series) -> pd.Series:
-    """Parse to tz-aware UTC (naive values are taken as UTC); unreadable values become NaT."""
-    if ptypes.is_datetime64_any_dtype(col.dtype):
-        values = col
-    else:
-        text = col.where(col.isna(), col.astype(str))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "could not infer format" is expected
-            values = pd.to_datetime(text, errors="coerce", utc=True)
-            retry = values.isna() & text.notna()
-            if retry.any():  # mixed date styles: slower per-value parsing for the rest
-                values = values.copy()
-                values[retry] = pd.to_datetime(
-                    text[retry], errors="coerce", utc=True, format="mixed"
-                )
-    if getattr(values.dt, "tz", None) is None:
-        return values.dt.tz_localize("UTC")
-    return values.dt.tz_convert("UTC")
-
-
 def datetime_parts(X: Any) -> np.ndarray:
-    """Each datetime column as year, month, day, dayofweek and epoch seconds (NaN if missing)."""
+    """Legacy: each datetime column as its five DATETIME_PARTS (NaN if missing)."""
     frame = _frame(X)
-    parts: list[np.ndarray] = []
-    for _, col in frame.items():
-        values = _to_utc_datetimes(col)
-        epoch = (values - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
-        for series in (
-            values.dt.year,
-            values.dt.month,
-            values.dt.day,
-            values.dt.dayofweek,
-            epoch,
-        ):
-            parts.append(series.to_numpy(dtype=np.float64, na_value=np.nan))
-    if not parts:
-        return np.empty((len(frame), 0))
-    return np.column_stack(parts)
+    return _stack([_datetime_parts(col) for _, col in frame.items()], len(frame))
 
 
 def datetime_part_names(transformer: Any, input_features: Any) -> list[str]:
-    """Output names for ``datetime_parts`` (FunctionTransformer feature_names_out)."""
+    """Legacy: output names for ``datetime_parts`` (FunctionTransformer feature_names_out)."""
     return [f"{name}_{part}" for name in input_features for part in DATETIME_PARTS]
 
 
@@ -262,25 +210,23 @@ def split(
     return train, test
 
 
-def build_preprocessor(contract: Contract) -> ColumnTransformer:
-    """Column-wise preprocessing for the contract's features (selected by name).
+def build_preprocessor(contract: Contract) -> Pipeline:
+    """Raw feature columns (selected by name) -> dense feature matrix: ``coerce`` then ``encode``.
 
     Selection by name makes column order irrelevant and ignores columns outside the contract.
-    The output is dense: bounded one-hot and TF-IDF widths keep it small, and some estimators
-    (HistGradientBoosting) accept only dense input.
+    ``encode`` holds standard transformers only, fitted on the coerced inputs (``f<i>`` names,
+    see ``kfops.coercion``). The output is dense: bounded one-hot and TF-IDF widths keep it
+    small, and some estimators (HistGradientBoosting) accept only dense input.
     """
+    coercion = Coercion.from_contract(contract)
     transformers: list[tuple[str, Any, Any]] = []
-    numeric = contract.features_of("numeric")
+    numeric = coercion.names_of("numeric")
     if numeric:
         transformers.append(
             (
                 "numeric",
                 Pipeline(
                     [
-                        (
-                            "to_float",
-                            FunctionTransformer(to_float_frame, feature_names_out="one-to-one"),
-                        ),
                         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                         ("scale", StandardScaler()),
                     ]
@@ -288,27 +234,16 @@ def build_preprocessor(contract: Contract) -> ColumnTransformer:
                 numeric,
             )
         )
-    booleans = contract.features_of("boolean")
-    if booleans:
+    booleans_ = coercion.names_of("boolean")
+    if booleans_:
         transformers.append(
             (
                 "boolean",
-                Pipeline(
-                    [
-                        (
-                            "to_float",
-                            FunctionTransformer(to_bool_float, feature_names_out="one-to-one"),
-                        ),
-                        (
-                            "impute",
-                            SimpleImputer(strategy="most_frequent", keep_empty_features=True),
-                        ),
-                    ]
-                ),
-                booleans,
+                SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                booleans_,
             )
         )
-    categorical = contract.features_of("categorical")
+    categorical = coercion.names_of("categorical")
     if categorical:
         transformers.append(
             (
@@ -316,16 +251,10 @@ def build_preprocessor(contract: Contract) -> ColumnTransformer:
                 Pipeline(
                     [
                         (
-                            "to_string",
-                            FunctionTransformer(
-                                to_category_strings, feature_names_out="one-to-one"
-                            ),
-                        ),
-                        (
                             "impute",
                             SimpleImputer(
                                 strategy="most_frequent",
-                                missing_values=np.nan,
+                                missing_values=MISSING_CATEGORY,
                                 keep_empty_features=True,
                             ),
                         ),
@@ -342,32 +271,27 @@ def build_preprocessor(contract: Contract) -> ColumnTransformer:
                 categorical,
             )
         )
-    for name in contract.features_of("text"):
+    for name in coercion.names_of("text"):
+        # Tokens come from the coerce step (lower-case words joined by spaces); the vectorizer
+        # only splits on spaces and learns the vocabulary. A scalar column gives it 1-D input.
         transformers.append(
             (
                 f"text_{name}",
-                Pipeline(
-                    [
-                        ("to_text", FunctionTransformer(to_text)),
-                        ("tfidf", StableTfidfVectorizer(max_features=TEXT_MAX_FEATURES)),
-                    ]
+                StableTfidfVectorizer(
+                    max_features=TEXT_MAX_FEATURES,
+                    lowercase=False,
+                    token_pattern=JOINED_TOKEN_PATTERN,
                 ),
-                [name],
+                name,
             )
         )
-    datetimes = contract.features_of("datetime")
+    datetimes = coercion.names_of("datetime")
     if datetimes:
         transformers.append(
             (
                 "datetime",
                 Pipeline(
                     [
-                        (
-                            "parts",
-                            FunctionTransformer(
-                                datetime_parts, feature_names_out=datetime_part_names
-                            ),
-                        ),
                         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                         ("scale", StandardScaler()),
                     ]
@@ -377,4 +301,9 @@ def build_preprocessor(contract: Contract) -> ColumnTransformer:
         )
     if not transformers:
         raise DataError("the contract has no features to train on")
-    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    return Pipeline(
+        [
+            ("coerce", CoerceStep(coercion.features)),
+            ("encode", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)),
+        ]
+    )
