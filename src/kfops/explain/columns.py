@@ -12,6 +12,7 @@ transformers inside it).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,12 +37,16 @@ class FeatureMap:
     def width(self) -> int:
         return len(self.owners)
 
+    @functools.cached_property
+    def _indicator(self) -> np.ndarray:
+        indicator = np.zeros((self.width, len(self.features)))
+        indicator[np.arange(self.width), list(self.owners)] = 1.0
+        return indicator
+
     def sum_by_feature(self, values: np.ndarray) -> np.ndarray:
         """Sum the last axis (estimator input columns) into raw features: (..., width) ->
         (..., len(features)). A sum keeps additivity exact up to rounding."""
-        indicator = np.zeros((self.width, len(self.features)))
-        indicator[np.arange(self.width), list(self.owners)] = 1.0
-        return np.asarray(values, dtype=np.float64) @ indicator
+        return np.asarray(values, dtype=np.float64) @ self._indicator
 
 
 def split_pipeline(pipeline: Any) -> tuple[Pipeline, Any]:
