@@ -20,7 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from sklearn.svm import SVC
 
 from kfops.contract_model import Contract
-from kfops.errors import ConfigError
+from kfops.errors import ConfigError, DataError
 from kfops.explain.columns import assign_blocks, feature_map
 from kfops.explain.contributions import Background, make_explainer, summarise_background
 from kfops.explain.errors import ExplainUnsupported
@@ -211,6 +211,18 @@ def test_unseen_category_null_and_unknown_date_still_add_up(
     assert row.base_value + sum(row.contributions.values()) == pytest.approx(
         pipeline_output(model, rows, "probability")[0], abs=TOL
     )
+
+
+def test_rows_without_a_model_column_get_one_clear_error(
+    data: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train_df, test_df = data
+    model = train(train_df, contract("regression", "y"), "decision_tree")
+    explainer = make_explainer(model)
+    with pytest.raises(DataError, match=r"lack column\(s\) \['when'\]"):
+        explainer.explain(test_df[["size", "flag", "color", "note"]])
+    with pytest.raises(DataError, match="no rows"):
+        explainer.explain(test_df[FEATURES].iloc[:0])
 
 
 def test_linear_model_needs_its_own_background(data: tuple[pd.DataFrame, pd.DataFrame]) -> None:

@@ -154,6 +154,9 @@ class Explainer:
         """Explain ``rows`` (the same frame the Pipeline's ``predict`` takes)."""
         if len(rows) == 0:
             raise DataError("no rows to explain")
+        missing = [name for name in self.features if name not in rows.columns]
+        if missing:
+            raise DataError(f"rows to explain lack column(s) {missing} the model takes")
         matrix = _dense(self._transform.transform(rows))
         return self.explain_matrix(matrix)
 
