@@ -3,10 +3,13 @@ column present, the column mapping, and refusals for what cannot be explained ex
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import json
 import subprocess
 import sys
+import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +29,14 @@ from kfops.explain.contributions import Background, make_explainer, summarise_ba
 from kfops.explain.errors import ExplainUnsupported
 from kfops.training import train
 from tests.conftest import require
+
+if importlib.util.find_spec("shap") is not None:
+    # Imported while pytest collects, before any test runs: numba (under shap) cannot be
+    # imported once builtins.print has been swapped, and kfp.local leaves its indented_print
+    # wrapper there after running ParallelFor tasks in threads (the tuning pipeline tests).
+    with warnings.catch_warnings():  # shap's plotting module warns about matplotlib at import
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        import shap  # noqa: F401
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -284,6 +295,21 @@ def test_missing_shap_is_a_clear_refusal(monkeypatch: pytest.MonkeyPatch) -> Non
     model = _raw_pipeline(Ridge()).fit(X, y)
     monkeypatch.setitem(sys.modules, "shap", None)  # import shap -> ImportError
     with pytest.raises(ExplainUnsupported, match=r"kfops\[explain\]"):
+        make_explainer(model, summarise_background(model, X))
+
+
+def test_a_shap_that_fails_to_import_is_a_clear_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = _numeric_frame()
+    model = _raw_pipeline(Ridge()).fit(X, y)
+    real_import = builtins.__import__
+
+    def failing_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "shap":  # what numba raised under a swapped builtins.print
+            raise AttributeError("module 'kfp.local.logging_utils' has no attribute 'x'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    with pytest.raises(ExplainUnsupported, match="shap failed to import"):
         make_explainer(model, summarise_background(model, X))
 
 

@@ -335,6 +335,12 @@ def _import_shap() -> Any:
         raise ExplainUnsupported(
             "explanations need the optional dependency shap: pip install 'kfops[explain]'"
         ) from None
+    except Exception as exc:
+        # Seen: numba (under shap) refuses to import once builtins.print has been replaced,
+        # which kfp.local leaves behind after running ParallelFor tasks in threads.
+        raise ExplainUnsupported(
+            f"the optional dependency shap failed to import ({type(exc).__name__}: {exc})"
+        ) from None
     return shap
 
 
