@@ -19,11 +19,12 @@ RUN set -eu; \
     if [ -n "$extra" ]; then cat /etc/ssl/certs/ca-certificates.crt $extra > /tmp/pip-ca.pem; fi
 COPY constraints.txt pyproject.toml README.md ./
 # Dependencies first, in their own layer: a code change rebuilds only the small layer below.
-# Runtime dependencies only (no dev extra), pinned by constraints.txt: kfp here is exactly
-# the version that compiles the specs, so components run with install_kfp_package=False.
+# Runtime dependencies plus the "explain" extra (shap; no dev extra), pinned by constraints.txt:
+# kfp here is exactly the version that compiles the specs, so components run with
+# install_kfp_package=False.
 RUN set -eu; \
     if [ -f /tmp/pip-ca.pem ]; then export PIP_CERT=/tmp/pip-ca.pem; fi; \
-    python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt; \
+    python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['explain']))" > /tmp/requirements.txt; \
     /opt/venv/bin/pip install --no-compile -c constraints.txt -r /tmp/requirements.txt; \
     # Dead weight at run time: test suites, C/Cython sources and headers shipped in wheels.
     find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + ; \
