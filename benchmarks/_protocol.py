@@ -27,6 +27,7 @@ class Protocol:
     warmup: int
     work: str  # what every side does in one run, in words
     parallelism: str = ""  # processes/cores each side may use, in words
+    warmup_unit: str = "run(s) per side"
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -41,7 +42,7 @@ class Protocol:
     def header(self) -> str:
         lines = [
             f"protocol: same work on every side ({self.work}); "
-            f"{self.warmup} untimed warm-up run(s) per side, then {self.rounds} timed round(s), "
+            f"{self.warmup} untimed warm-up {self.warmup_unit}, then {self.rounds} timed round(s), "
             "side order alternating each round (listed, reversed, ...); "
             "figures are medians over the rounds, [min-max] beside them",
             "sides: " + "; ".join(self.sides),
