@@ -27,7 +27,8 @@ class Protocol:
     warmup: int
     work: str  # what every side does in one run, in words
     parallelism: str = ""  # processes/cores each side may use, in words
-    warmup_unit: str = "run(s) per side"
+    warmup_text: str = ""  # replaces "N untimed warm-up run(s) per side" when set
+    summary: str = "figures are medians over the rounds, [min-max] beside them"
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -40,11 +41,11 @@ class Protocol:
         return list(items) if round_index % 2 == 0 else list(reversed(items))
 
     def header(self) -> str:
+        warmup = self.warmup_text or f"{self.warmup} untimed warm-up run(s) per side"
         lines = [
-            f"protocol: same work on every side ({self.work}); "
-            f"{self.warmup} untimed warm-up {self.warmup_unit}, then {self.rounds} timed round(s), "
-            "side order alternating each round (listed, reversed, ...); "
-            "figures are medians over the rounds, [min-max] beside them",
+            f"protocol: same work on every side ({self.work}); {warmup}, then {self.rounds} "
+            "timed round(s), side order alternating each round (listed, reversed, ...); "
+            + self.summary,
             "sides: " + "; ".join(self.sides),
         ]
         if self.parallelism:

@@ -570,13 +570,15 @@ def main() -> int:
     protocol = Protocol(
         sides=tuple(e.label for _, e in rows_),
         rounds=args.rounds,
-        warmup=min(sc.warmup for sc in SCENARIOS),
-        warmup_unit="requests (or more: "
-        + ", ".join(f"{sc.title} {sc.warmup}" for sc in SCENARIOS)
-        + ") per endpoint before every timed run",
-        work="the same penguins model and rows; per scenario the same timed request count "
-        f"({', '.join(f'{sc.title} {sc.requests(args.requests)}' for sc in SCENARIOS)}); "
-        "each server waits idle before the next run",
+        warmup=0,
+        warmup_text="untimed warm-up requests before every timed run ("
+        + ", ".join(f"{sc.title}: {sc.warmup}" for sc in SCENARIOS)
+        + ")",
+        work="the same penguins model and rows; timed requests per run "
+        f"({', '.join(f'{sc.title}: {sc.requests(args.requests)}' for sc in SCENARIOS)}); "
+        "the server just measured goes idle before the next run",
+        summary="figures are medians over the rounds; a second table takes each figure's "
+        "best round",
         parallelism="each server one process pinned to CPU 0, the load generator on CPU 1"
         if PIN
         else "not pinned (--no-pin or a single CPU)",
