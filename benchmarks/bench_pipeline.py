@@ -17,9 +17,11 @@ tree (psutil, every --sample-interval seconds):
 - largest process: the highest peak RSS of any single process of the tree (exact: the kernel's
   ru_maxrss over all waited-for descendants, RUSAGE_CHILDREN of the probe).
 
-Wall time is the run's own, from start to exit. Figures are medians over --rounds alternating
-rounds after --warmup untimed runs per side, with [min-max]; the overhead column is the per-round
-ratio pipeline / direct, then its median.
+Neither side runs anything in parallel: kfp.local runs a pipeline's tasks one at a time outside
+a ParallelFor (kfp 2.17.3, kfp/local/orchestrator/enhanced_dag_orchestrator.py), and the
+training pipeline has none when tuning is off. Wall time is the run's own, from start to exit.
+Figures are medians over --rounds alternating rounds after --warmup untimed runs per side, with
+[min-max]; the overhead column is the per-round ratio pipeline / direct, then its median.
 
     python benchmarks/bench_pipeline.py [--rows 1000000] [--skip-large] [--rounds 3] [--warmup 1]
 """
@@ -242,8 +244,8 @@ def main() -> None:
         warmup=args.warmup,
         work=f"{ESTIMATOR}: extract, validate, prepare, train, evaluate, bless, register, "
         "deploy locally, with every report and dashboard file; fresh registry per run",
-        parallelism="as each side runs by itself (kfp.local runs these tasks one after "
-        f"another); memory sampled every {args.sample_interval:g} s",
+        parallelism="none on either side (kfp.local runs these tasks one at a time); "
+        f"memory sampled every {args.sample_interval:g} s",
     )
     print(protocol.header(), flush=True)
     runs: dict[str, dict[str, list[dict[str, float]]]] = {}

@@ -4,7 +4,9 @@ For each data set (the bundled penguins and one synthetic classification table),
 trial budget, estimator, search space, seeded CV folds, scorer and number of worker processes:
 
   (a) pipeline   kfops.pipelines.tuning under kfp.local's SubprocessRunner: ParallelFor
-                 parallelism W (every trial a separate task process, the study passed as a file)
+                 parallelism W (every trial a separate task process, the study passed as a file).
+                 Its wall time includes one harness task that copies the inputs in (kfp.local
+                 takes no artifact inputs), a cost a real training pipeline does not have
   (b) optuna     Optuna TPE ask/tell in W worker processes sharing one study (JournalStorage
                  file, Optuna's documented way to run a study in several processes), same TPE
                  settings as the pipeline (startup trials, constant liar)
