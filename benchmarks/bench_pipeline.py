@@ -272,14 +272,11 @@ def main() -> None:
         "| largest process MiB |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
+    summary = []
     for label, by_side in runs.items():
         # Ratios per round (both sides ran in the same round), then their median.
-        ratio = {
-            key: [
-                p[key] / d[key] for p, d in zip(by_side["pipeline"], by_side["direct"], strict=True)
-            ]
-            for key in ("wall_s", "tree_mib")
-        }
+        pairs = list(zip(by_side["pipeline"], by_side["direct"], strict=True))
+        ratio = {key: [p[key] / d[key] for p, d in pairs] for key in ("wall_s", "tree_mib")}
         for side in sides:
             r = by_side[side]
             over = f"{spread(ratio['wall_s'], '.2f')}x" if side == "pipeline" else ""
@@ -288,11 +285,11 @@ def main() -> None:
                 f"| {spread([x['tree_mib'] for x in r], '.0f')} "
                 f"| {spread([x['largest_mib'] for x in r], '.0f')} |"
             )
-        print(
-            f"\n{label}: pipeline/direct wall {median(ratio['wall_s']):.2f}x, "
-            f"tree memory {median(ratio['tree_mib']):.2f}x",
-            end="\n\n",
+        summary.append(
+            f"{label}: pipeline/direct wall {median(ratio['wall_s']):.2f}x, "
+            f"tree peak memory {median(ratio['tree_mib']):.2f}x"
         )
+    print("\n" + "\n".join(summary))
     out = Path(args.out or ROOT / "build" / "bench" / "pipeline.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"protocol": protocol.header(), "runs": runs}, indent=2) + "\n")
