@@ -234,21 +234,26 @@ class Setup:
         return self.work / f"capture-{server}"
 
 
-def bare_command(setup: Setup, port: int) -> list[str]:
+def bare_command(setup: Setup, key: str, port: int) -> list[str]:
     code = "import sys; sys.argv_saved = list(sys.argv); " + BARE_SERVER
     model, names = str(setup.version_dir / "model.joblib"), ",".join(setup.names)
     return [sys.executable, "-c", code, model, names, str(port)]
 
 
-def kfops_command(setup: Setup, port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "kfops.serving", "--registry", str(setup.work / "registry"),
-        "--model", MODEL, "--port", str(port),
-        "--capture", str(setup.capture_dir("kfops")), "--capture-sample-rate", "1",
-    ]  # fmt: skip
+def kfops_command(*flags: str) -> Callable[[Setup, str, int], list[str]]:
+    """`python -m kfops.serving` capturing every request, plus ``flags`` (a variant)."""
+
+    def command(setup: Setup, key: str, port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "kfops.serving", "--registry", str(setup.work / "registry"),
+            "--model", MODEL, "--port", str(port),
+            "--capture", str(setup.capture_dir(key)), "--capture-sample-rate", "1", *flags,
+        ]  # fmt: skip
+
+    return command
 
 
-def mlserver_command(setup: Setup, port: int) -> list[str]:
+def mlserver_command(setup: Setup, key: str, port: int) -> list[str]:
     python = ensure_mlserver_venv()
     folder = setup.work / "mlserver"
     model_dir = folder / MODEL
@@ -315,7 +320,7 @@ class Server:
     """One server process under test. A new variant is one more entry in SERVERS."""
 
     key: str
-    command: Callable[[Setup, int], list[str]]  # argv that serves the model on the port
+    command: Callable[[Setup, str, int], list[str]]  # (setup, key, port) -> argv that serves
     ready_path: str
     endpoints: tuple[Endpoint, ...]
     captures: bool = False  # writes payload capture to setup.capture_dir(key): check it
@@ -328,7 +333,7 @@ SERVERS = (
     ),
     Server(
         "kfops",
-        kfops_command,
+        kfops_command(),
         f"/v1/models/{MODEL}",
         (
             Endpoint("kfops V1 (validation, metrics, drift, capture on)", "v1"),
@@ -597,7 +602,7 @@ def main() -> int:
         for s in servers:
             port = free_port()
             procs[s.key] = Proc(
-                s.key, s.command(setup, port), port, s.ready_path, work / f"{s.key}.log"
+                s.key, s.command(setup, s.key, port), port, s.ready_path, work / f"{s.key}.log"
             )
         for proc in procs.values():
             proc.wait_ready()
