@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         sides=tuple(m.label for m in methods),
         rounds=args.seeds,
         warmup=args.warmup,
-        work=f"{args.estimator}, {n_trials} trials, 3-fold CV on the training split, "
+        work=f"{args.estimator}, {n_trials} trials, {tuning.DEFAULT_CV_FOLDS}-fold CV on the "
+        "training split, "
         "same space, folds and scorer; one round per seed",
         parallelism=f"{args.workers} worker processes for every side, "
         f"{os.cpu_count()} cores on this machine (shared)",
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                         }
                     )
 
-    metric = "f1_macro"
+    metric = PRIMARY_METRIC["classification"]
     print(f"\n| data | side | best CV {metric} | test {metric} | wall s | wall vs (b) |")
     print("| --- | --- | --- | --- | --- | --- |")
     verdicts = []
