@@ -217,6 +217,7 @@ def run_optuna(
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
     state = tuning.new_study(
         contract.task, estimator, seed=budget.seed, planned_trials=budget.trials
