@@ -1,18 +1,29 @@
 """Serving benchmark: kfops predictor vs a bare kserve.Model vs MLServer, same model, one run.
 
-    make bench-serve  (= .venv/bin/python benchmarks/bench_serve.py [--requests N] [--no-mlserver])
+    make bench-serve  (= .venv/bin/python benchmarks/bench_serve.py [--requests N] [--rounds 5]
+                       [--no-mlserver])
 
 Each server runs alone in its own process pinned to CPU 0 (the load generator, an aiohttp client
-with keep-alive connections, runs on CPU 1), against 127.0.0.1 only, with bounded request counts:
-  - kfops: `python -m kfops.serving` with validation, metrics, drift and payload capture on;
+with keep-alive connections, runs on CPU 1), against 127.0.0.1 only, with bounded request counts.
+Servers (`SERVERS`, one entry each; each endpoint of a server is one row of the table):
   - bare: a minimal kserve.Model (DataFrame from rows -> predict) under the same ModelServer
-    settings (one worker, no gRPC, no latency log, quiet access log, per-request warnings off);
+    settings as kfops (one worker, no gRPC, no latency log, quiet access log, per-request
+    warnings off);
+  - kfops: `python -m kfops.serving` with validation, metrics, drift and payload capture on
+    (every request captured), V1 and V2;
   - MLServer 1.7.1 + mlserver-sklearn in its own venv (.bench/mlserver-venv, created here; it
     cannot share kserve 0.21's environment), parallel_workers=0, pandas codec (the model takes
-    named columns).
-Scenarios: single-row requests at 1 and 8 concurrent connections (req/s, p50, p99), and 100-row
-batches at 1 connection (rows/s). kfops and bare use V1 rows; kfops V2 is measured too, as
-MLServer speaks V2 only.
+    named columns), V2 only.
+Scenarios (`SCENARIOS`, one entry each; each is a group of columns): single-row requests at 1
+and 8 concurrent connections (req/s, p50, p99) and 100-row batches at 1 connection (rows/s).
+
+Protocol (printed first): every endpoint runs every scenario with the same untimed warm-up
+requests and the same timed request count, in --rounds rounds whose endpoint order alternates;
+figures are medians over the rounds. After each run the benchmark waits until the server is idle
+again, so background work (kfops' capture writer and drift thread) is not billed to the next
+server; for a server that captures payloads it then reads the capture back and prints rows sent
+vs captured vs dropped (kfops_capture_dropped_total), and exits non-zero if any row was lost
+without being counted.
 """
 
 from __future__ import annotations
@@ -28,10 +39,14 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from _protocol import Protocol
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / ".bench"
@@ -203,41 +218,162 @@ def ensure_mlserver_venv() -> Path:
     return python
 
 
-def start_mlserver(version_dir: Path, work: Path) -> Proc:
+# --- the servers and what the table shows --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every server is started from: one trained, registered penguins model."""
+
+    work: Path
+    version_dir: Path
+    names: list[str]
+    rows: list[dict[str, Any]]
+
+    def capture_dir(self, server: str) -> Path:
+        return self.work / f"capture-{server}"
+
+
+def bare_command(setup: Setup, key: str, port: int) -> list[str]:
+    code = "import sys; sys.argv_saved = list(sys.argv); " + BARE_SERVER
+    model, names = str(setup.version_dir / "model.joblib"), ",".join(setup.names)
+    return [sys.executable, "-c", code, model, names, str(port)]
+
+
+def kfops_command(*flags: str) -> Callable[[Setup, str, int], list[str]]:
+    """`python -m kfops.serving` capturing every request, plus ``flags`` (a variant)."""
+
+    def command(setup: Setup, key: str, port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "kfops.serving", "--registry", str(setup.work / "registry"),
+            "--model", MODEL, "--port", str(port),
+            "--capture", str(setup.capture_dir(key)), "--capture-sample-rate", "1", *flags,
+        ]  # fmt: skip
+
+    return command
+
+
+def mlserver_command(setup: Setup, key: str, port: int) -> list[str]:
     python = ensure_mlserver_venv()
-    folder = work / "mlserver"
+    folder = setup.work / "mlserver"
     model_dir = folder / MODEL
     model_dir.mkdir(parents=True)
-    shutil.copy(version_dir / "model.joblib", model_dir / "model.joblib")
-    (model_dir / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": MODEL,
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib"},
-            }
-        )
-    )
-    port = free_port()
-    (folder / "settings.json").write_text(
-        json.dumps(
-            {
-                "http_port": port,
-                "grpc_port": free_port(),
-                "metrics_port": free_port(),
-                "parallel_workers": 0,
-                "host": "127.0.0.1",
-            }
-        )
-    )
-    mlserver = str(python.parent / "mlserver")
-    return Proc(
+    shutil.copy(setup.version_dir / "model.joblib", model_dir / "model.joblib")
+    settings = {
+        "name": MODEL,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib"},
+    }
+    (model_dir / "model-settings.json").write_text(json.dumps(settings))
+    server = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "parallel_workers": 0,
+        "host": "127.0.0.1",
+    }
+    (folder / "settings.json").write_text(json.dumps(server))
+    return [str(python.parent / "mlserver"), "start", str(folder)]
+
+
+def v1_body(names: list[str], rows: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"instances": [[r[k] for k in names] for r in rows]}).encode()
+
+
+def v2_body(names: list[str], rows: list[dict[str, Any]], pandas_codec: bool = False) -> bytes:
+    inputs = []
+    for k in names:
+        values = [r[k] for r in rows]
+        datatype = "BYTES" if isinstance(values[0], str) else "FP64"
+        inputs.append({"name": k, "shape": [len(rows)], "datatype": datatype, "data": values})
+    body: dict[str, Any] = {"inputs": inputs}
+    if pandas_codec:
+        body["parameters"] = {"content_type": "pd"}
+    return json.dumps(body).encode()
+
+
+@dataclass(frozen=True)
+class Wire:
+    """A request protocol: the path of each verb and how a body is made from rows."""
+
+    paths: dict[str, str]  # verb -> path; a verb a protocol lacks shows as n/a
+    body: Callable[[list[str], list[dict[str, Any]]], bytes]
+
+
+WIRES = {
+    "v1": Wire({"predict": f"/v1/models/{MODEL}:predict"}, v1_body),
+    "v2": Wire({"predict": f"/v2/models/{MODEL}/infer"}, v2_body),
+    "v2-pandas": Wire(
+        {"predict": f"/v2/models/{MODEL}/infer"}, lambda n, r: v2_body(n, r, pandas_codec=True)
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    label: str  # the row's name in the table
+    wire: str  # key of WIRES
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server process under test. A new variant is one more entry in SERVERS."""
+
+    key: str
+    command: Callable[[Setup, str, int], list[str]]  # (setup, key, port) -> argv that serves
+    ready_path: str
+    endpoints: tuple[Endpoint, ...]
+    captures: bool = False  # writes payload capture to setup.capture_dir(key): check it
+    optional: str = ""  # a --no-<optional> flag leaves it out
+
+
+SERVERS = (
+    Server(
+        "bare", bare_command, f"/v1/models/{MODEL}", (Endpoint("bare kserve.Model (V1)", "v1"),)
+    ),
+    Server(
+        "kfops",
+        kfops_command(),
+        f"/v1/models/{MODEL}",
+        (
+            Endpoint("kfops V1 (validation, metrics, drift, capture on)", "v1"),
+            Endpoint("kfops V2 (same)", "v2"),
+        ),
+        captures=True,
+    ),
+    Server(
         "mlserver",
-        [mlserver, "start", str(folder)],
-        port,
+        mlserver_command,
         f"/v2/models/{MODEL}/ready",
-        work / "mlserver.log",
-    )
+        (Endpoint("MLServer 1.7.1 sklearn V2 (pandas codec)", "v2-pandas"),),
+        optional="mlserver",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One group of table columns. A new column is one more entry in SCENARIOS."""
+
+    key: str
+    title: str
+    rows: int  # rows per request
+    connections: int
+    share: float  # timed requests = share x --requests (at least `least`)
+    warmup: int  # untimed requests first
+    unit: str  # "req/s" or "rows/s" (requests x rows)
+    verb: str = "predict"
+    least: int = 50
+
+    def requests(self, n: int) -> int:
+        return max(self.least, int(n * self.share))
+
+
+SCENARIOS = (
+    Scenario("c1", "1 conn", rows=1, connections=1, share=1.0, warmup=50, unit="req/s"),
+    Scenario("c8", "8 conn", rows=1, connections=8, share=2.0, warmup=50, unit="req/s"),
+    Scenario("b100", "100-row batch", rows=100, connections=1, share=0.2, warmup=10, unit="rows/s"),
+)
 
 
 # --- load generator ----------------------------------------------------------------------------
@@ -269,87 +405,154 @@ async def _load(url: str, bodies: list[bytes], concurrency: int) -> tuple[float,
         return time.perf_counter() - start, latencies, errors
 
 
-def run_load(url: str, body: bytes, n: int, concurrency: int, warmup: int = 50) -> dict[str, float]:
-    asyncio.run(_load(url, [body] * warmup, concurrency))
-    elapsed, lat, errors = asyncio.run(_load(url, [body] * n, concurrency))
-    if errors:
-        raise RuntimeError(f"{errors} of {n} requests to {url} failed")
+def run_load(url: str, body: bytes, n: int, concurrency: int, warmup: int) -> dict[str, float]:
+    for count in (warmup, n):  # the last pass is the timed one
+        elapsed, lat, errors = asyncio.run(_load(url, [body] * count, concurrency))
+        if errors:
+            raise RuntimeError(f"{errors} of {count} requests to {url} failed")
     q = statistics.quantiles(lat, n=100)
     return {"rps": n / elapsed, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000}
 
 
-def v1_body(names: list[str], rows: list[dict[str, Any]]) -> bytes:
-    return json.dumps({"instances": [[r[k] for k in names] for r in rows]}).encode()
+def measure(base: str, endpoint: Endpoint, setup: Setup, n: int) -> tuple[dict[str, Any], int]:
+    """Every scenario against one endpoint; returns (figures, rows sent including warm-up)."""
+    wire = WIRES[endpoint.wire]
+    result: dict[str, Any] = {}
+    sent = 0
+    for sc in SCENARIOS:
+        path = wire.paths.get(sc.verb)
+        if path is None:
+            continue
+        body = wire.body(setup.names, setup.rows[: sc.rows])
+        r = run_load(base + path, body, sc.requests(n), sc.connections, sc.warmup)
+        sent += (sc.warmup + sc.requests(n)) * sc.rows
+        rate = r["rps"] * (sc.rows if sc.unit == "rows/s" else 1)
+        result[sc.key] = {"rate": rate, "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+    brief = {k: round(v["rate"]) for k, v in result.items()}
+    print(f"  {endpoint.label}: {json.dumps(brief)}", flush=True)
+    return result, sent
 
 
-def v2_body(names: list[str], rows: list[dict[str, Any]], pandas_codec: bool) -> bytes:
-    inputs = []
-    for k in names:
-        values = [r[k] for r in rows]
-        datatype = "BYTES" if isinstance(values[0], str) else "FP64"
-        inputs.append({"name": k, "shape": [len(rows)], "datatype": datatype, "data": values})
-    body: dict[str, Any] = {"inputs": inputs}
-    if pandas_codec:
-        body["parameters"] = {"content_type": "pd"}
-    return json.dumps(body).encode()
+# --- after each run: idle server, capture accounted for ----------------------------------------
 
 
-def measure(name: str, url: str, one: bytes, batch: bytes, n: int) -> dict[str, Any]:
-    r1 = run_load(url, one, n, 1)
-    r8 = run_load(url, one, n * 2, 8)
-    rb = run_load(url, batch, max(50, n // 5), 1, warmup=10)
-    result = {
-        "server": name,
-        "c1_rps": r1["rps"],
-        "c1_p50_ms": r1["p50_ms"],
-        "c1_p99_ms": r1["p99_ms"],
-        "c8_rps": r8["rps"],
-        "c8_p50_ms": r8["p50_ms"],
-        "c8_p99_ms": r8["p99_ms"],
-        "batch100_rows_per_s": rb["rps"] * 100,
-    }
-    print(
-        f"  {name}: {json.dumps({k: round(v, 1) for k, v in result.items() if k != 'server'})}",
-        flush=True,
+def settle(pid: int, timeout: float = 15.0, busy: float = 0.05) -> bool:
+    """Wait until the server process (and children) uses under ``busy`` of a core for 0.25 s."""
+    import psutil  # a kserve dependency, pinned in constraints.txt
+
+    def cpu() -> float:
+        proc = psutil.Process(pid)
+        total = 0.0
+        for p in [proc, *proc.children(recursive=True)]:
+            t = p.cpu_times()
+            total += t.user + t.system
+        return total
+
+    deadline = time.monotonic() + timeout
+    last = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = cpu()
+        if now - last < busy * 0.25:
+            return True
+        last = now
+    return False
+
+
+def capture_metrics(port: int) -> tuple[float, float]:
+    """(rows written, rows dropped) of MODEL from the server's own /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    got = {"kfops_capture_records_total": 0.0, "kfops_capture_dropped_total": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in got and sample.labels.get("model") == MODEL:
+                got[sample.name] += sample.value
+    return got["kfops_capture_records_total"], got["kfops_capture_dropped_total"]
+
+
+def check_capture(port: int, capture: Path, sent: int, since: float) -> dict[str, Any]:
+    """Wait (bounded) until every sent row is written or counted as dropped, then read the
+    capture back as `kfops monitor` does. Exits non-zero when a row is lost silently."""
+    from kfops.monitoring import read_capture
+
+    deadline = time.monotonic() + 30.0
+    written, dropped = capture_metrics(port)
+    while written + dropped < sent and time.monotonic() < deadline:
+        time.sleep(0.2)
+        written, dropped = capture_metrics(port)
+    window = read_capture(capture, MODEL, start=since - 60, end=time.time() + 60)
+    captured = window.rows
+    distinct = int(window.meta["id"].nunique()) if captured else 0
+    lost = sent - captured - int(dropped)
+    line = (
+        f"    capture: sent {sent} rows, captured {captured} (read back, {distinct} distinct ids, "
+        f"{window.malformed} malformed), written metric {written:.0f}, dropped {dropped:.0f} "
+        f"(kfops_capture_dropped_total), lost {lost}"
     )
-    return result
-
-
-def table(results: list[dict[str, Any]]) -> str:
-    lines = [
-        "| server | 1 conn req/s | p50 ms | p99 ms | 8 conn req/s | p50 ms | p99 ms "
-        "| 100-row rows/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r['server']} | {r['c1_rps']:.0f} | {r['c1_p50_ms']:.2f} | {r['c1_p99_ms']:.2f} | "
-            f"{r['c8_rps']:.0f} | {r['c8_p50_ms']:.2f} | {r['c8_p99_ms']:.2f} | "
-            f"{r['batch100_rows_per_s']:.0f} |"
+    print(line, flush=True)
+    if lost or captured != written or distinct != captured or window.malformed:
+        raise SystemExit(
+            f"payload capture lost or garbled rows without counting them:\n{line}\n"
+            "(sent = captured + dropped must hold, every captured row once)"
         )
+    return {"sent": sent, "captured": captured, "dropped": int(dropped)}
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    head = "| server |"
+    rule = "| --- |"
+    for sc in SCENARIOS:
+        head += f" {sc.title} {sc.unit} | p50 ms | p99 ms |"
+        rule += " ---: | ---: | ---: |"
+    lines = [head, rule]
+    for label, r in results.items():
+        cells = []
+        for sc in SCENARIOS:
+            v = r.get(sc.key)
+            cells += (
+                [f"{v['rate']:.0f}", f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}"]
+                if v
+                else ["n/a"] * 3
+            )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def median_result(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = [k for k in runs[0] if k != "server"]
-    return {"server": name, **{k: statistics.median(r[k] for r in runs) for k in keys}}
+def combine(runs: list[dict[str, Any]], pick: str) -> dict[str, Any]:
+    """Per scenario and figure: the median over rounds, or the best round ('best': highest
+    rate, lowest latency, the least disturbed run)."""
+    out: dict[str, Any] = {}
+    for sc in SCENARIOS:
+        if sc.key not in runs[0]:
+            continue
+        figures = {}
+        for fig in ("rate", "p50_ms", "p99_ms"):
+            values = [r[sc.key][fig] for r in runs]
+            if pick == "median":
+                figures[fig] = statistics.median(values)
+            else:
+                figures[fig] = max(values) if fig == "rate" else min(values)
+        out[sc.key] = figures
+    return out
 
 
-def best_result(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Best round per column (highest throughput, lowest latency): the least disturbed run."""
-    keys = [k for k in runs[0] if k != "server"]
-    pick = {k: (min if k.endswith("_ms") else max) for k in keys}
-    return {"server": name, **{k: pick[k](r[k] for r in runs) for k in keys}}
-
-
-def ratios(results: list[dict[str, Any]]) -> list[str]:
-    bare = results[0]
-    return [
-        f"{r['server']}: {100 * r['c1_rps'] / bare['c1_rps']:.0f}% of bare at 1 conn, "
-        f"{100 * r['c8_rps'] / bare['c8_rps']:.0f}% at 8 conn, "
-        f"{100 * r['batch100_rows_per_s'] / bare['batch100_rows_per_s']:.0f}% batch rows/s"
-        for r in results[1:]
-    ]
+def ratios(results: dict[str, dict[str, Any]]) -> list[str]:
+    (base_label, base), *others = results.items()
+    lines = []
+    for label, r in others:
+        parts = [
+            f"{100 * r[sc.key]['rate'] / base[sc.key]['rate']:.0f}% at {sc.title}"
+            for sc in SCENARIOS
+            if sc.key in r and sc.key in base
+        ]
+        lines.append(f"{label}: " + ", ".join(parts) + f" of {base_label}")
+    return lines
 
 
 def main() -> int:
@@ -357,8 +560,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=500, help="single-row requests per round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (servers alternate)")
-    parser.add_argument("--no-mlserver", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (endpoint order alternates)")
+    for name in sorted({s.optional for s in SERVERS if s.optional}):
+        parser.add_argument(f"--no-{name}", action="store_true", help=f"leave out {name}")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/client CPUs")
     parser.add_argument("--out", default=None, help="JSON results (default build/bench/)")
     args = parser.parse_args()
@@ -366,113 +570,93 @@ def main() -> int:
     PIN = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     if PIN:
         os.sched_setaffinity(0, CLIENT_CPU)
+    servers = [s for s in SERVERS if not (s.optional and getattr(args, f"no_{s.optional}"))]
+    rows_ = [(s, e) for s in servers for e in s.endpoints]
+    protocol = Protocol(
+        sides=tuple(e.label for _, e in rows_),
+        rounds=args.rounds,
+        warmup=0,
+        warmup_text="untimed warm-up requests before every timed run ("
+        + ", ".join(f"{sc.title}: {sc.warmup}" for sc in SCENARIOS)
+        + ")",
+        work="the same penguins model and rows; timed requests per run "
+        f"({', '.join(f'{sc.title}: {sc.requests(args.requests)}' for sc in SCENARIOS)}); "
+        "the server just measured goes idle before the next run",
+        summary="figures are medians over the rounds; a second table takes each figure's "
+        "best round",
+        parallelism="each server one process pinned to CPU 0, the load generator on CPU 1"
+        if PIN
+        else "not pinned (--no-pin or a single CPU)",
+    )
+    print(protocol.header(), flush=True)
+
     work = Path(tempfile.mkdtemp(prefix="kfops-bench-serve-"))
-    procs: list[Proc] = []
-    targets: list[tuple[str, str, bytes, bytes]] = []
+    procs: dict[str, Proc] = {}
+    runs: dict[str, list[dict[str, Any]]] = {e.label: [] for _, e in rows_}
+    sent: dict[str, int] = {s.key: 0 for s in servers}
+    captures: list[dict[str, Any]] = []
+    since = time.time()
     try:
-        version_dir, names, rows = make_model(work)
-        one_v1, batch_v1 = v1_body(names, rows[:1]), v1_body(names, rows)
-        one_v2, batch_v2 = v2_body(names, rows[:1], False), v2_body(names, rows, False)
-        py = sys.executable
-
-        port = free_port()
-        bare_cmd = [
-            py,
-            "-c",
-            "import sys; sys.argv_saved = list(sys.argv); " + BARE_SERVER,
-            str(version_dir / "model.joblib"),
-            ",".join(names),
-            str(port),
-        ]
-        procs.append(Proc("bare", bare_cmd, port, f"/v1/models/{MODEL}", work / "bare.log"))
-        targets.append(
-            (
-                "bare kserve.Model (V1)",
-                f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict",
-                one_v1,
-                batch_v1,
+        version_dir, names, sample = make_model(work)
+        setup = Setup(work, version_dir, names, sample)
+        for s in servers:
+            port = free_port()
+            procs[s.key] = Proc(
+                s.key, s.command(setup, s.key, port), port, s.ready_path, work / f"{s.key}.log"
             )
-        )
-
-        kport = free_port()
-        kfops_cmd = [
-            py,
-            "-m",
-            "kfops.serving",
-            "--registry",
-            str(work / "registry"),
-            "--model",
-            MODEL,
-            "--port",
-            str(kport),
-            "--capture",
-            str(work / "capture"),
-        ]
-        procs.append(Proc("kfops", kfops_cmd, kport, f"/v1/models/{MODEL}", work / "kfops.log"))
-        base = f"http://127.0.0.1:{kport}"
-        targets.append(
-            (
-                "kfops V1 (validation, metrics, drift, capture on)",
-                f"{base}/v1/models/{MODEL}:predict",
-                one_v1,
-                batch_v1,
-            )
-        )
-        targets.append(("kfops V2 (same)", f"{base}/v2/models/{MODEL}/infer", one_v2, batch_v2))
-
-        if not args.no_mlserver:
-            ml = start_mlserver(version_dir, work)
-            procs.append(ml)
-            targets.append(
-                (
-                    "MLServer 1.7.1 sklearn V2 (pandas codec)",
-                    f"http://127.0.0.1:{ml.port}/v2/models/{MODEL}/infer",
-                    v2_body(names, rows[:1], True),
-                    v2_body(names, rows, True),
-                )
-            )
-        for proc in procs:
+        for proc in procs.values():
             proc.wait_ready()
-        # Idle servers cost nothing; alternating the order each round spreads the noise of a
-        # shared machine over all servers instead of whichever ran during a busy minute.
-        runs: dict[str, list[dict[str, Any]]] = {t[0]: [] for t in targets}
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds}", flush=True)
-            order = targets if i % 2 == 0 else list(reversed(targets))
-            for name, url, one, batch in order:
-                runs[name].append(measure(name, url, one, batch, args.requests))
-        captured = sum(1 for f in (work / "capture").rglob("*.jsonl") for _ in f.open())
-        print(f"kfops captured {captured} rows", flush=True)
+            for server, endpoint in protocol.order(i, rows_):
+                proc = procs[server.key]
+                result, rows_sent = measure(
+                    f"http://127.0.0.1:{proc.port}", endpoint, setup, args.requests
+                )
+                runs[endpoint.label].append(result)
+                sent[server.key] += rows_sent
+                if not settle(proc.proc.pid):
+                    print(f"    warning: {server.key} still busy 15 s after its run", flush=True)
+                if server.captures:
+                    check = check_capture(
+                        proc.port, setup.capture_dir(server.key), sent[server.key], since
+                    )
+                    captures.append({"server": server.key, "round": i + 1, **check})
     finally:
-        for proc in procs:
+        for proc in procs.values():
             proc.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    results = [median_result(name, r) for name, r in runs.items()]
-    best = [best_result(name, r) for name, r in runs.items()]
-    for title, rows_ in (
-        (f"median of {args.rounds} rounds", results),
+    medians = {label: combine(r, "median") for label, r in runs.items()}
+    best = {label: combine(r, "best") for label, r in runs.items()}
+    for title, results in (
+        (f"median of {args.rounds} rounds", medians),
         (f"best of {args.rounds} rounds", best),
     ):
         print(f"\n{title}:\n")
-        print(table(rows_))
+        print(table(results))
         print()
-        print("\n".join(ratios(rows_)))
+        print("\n".join(ratios(results)))
+    print()
+    for s in servers:
+        if s.captures:
+            last = [c for c in captures if c["server"] == s.key][-1]
+            print(
+                f"{s.key} payload capture over the whole run: sent {last['sent']} rows, "
+                f"captured {last['captured']}, dropped {last['dropped']} (counted), lost 0"
+            )
     out = Path(args.out or REPO / "build" / "bench" / f"serve{'' if PIN else '-unpinned'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "median": results,
-                "runs": runs,
-                "cpus": os.cpu_count(),
-                "requests": args.requests,
-                "rounds": args.rounds,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    payload = {
+        "protocol": protocol.header(),
+        "median": medians,
+        "runs": runs,
+        "capture": captures,
+        "cpus": os.cpu_count(),
+        "requests": args.requests,
+        "rounds": args.rounds,
+    }
+    out.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
 
