@@ -58,8 +58,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     mv = registry.resolve(args.model, args.ref)
     if args.verify:
-        registry.verify_dir(mv.path)
-        print(f"verified: every file of {args.model} {mv.version} matches MANIFEST.json")
+        from kfops.signing import configured_verifier
+
+        verifier = configured_verifier()
+        registry.verify_dir(mv.path, verifier=verifier)
+        signed = f", signed by key {verifier.key_id}" if verifier else " (no signature check)"
+        print(f"verified: every file of {args.model} {mv.version} matches MANIFEST.json{signed}")
     print(
         json.dumps(
             {"path": str(mv.path), "lineage": mv.lineage, "manifest": mv.manifest},
