@@ -63,9 +63,7 @@ class Settings:
     # The retraining trigger (kfops.trigger): the bearer token Alertmanager must send, where its
     # dedupe/cooldown state is kept (default <registry_root>/../trigger), and on Kubeflow the
     # comma-separated models it may retrain (locally: the models in the registry).
-    webhook_token_file: Path | None = field(
-        default=None, metadata=_env("KFOPS_WEBHOOK_TOKEN_FILE")
-    )
+    webhook_token_file: Path | None = field(default=None, metadata=_env("KFOPS_WEBHOOK_TOKEN_FILE"))
     trigger_state_dir: Path | None = field(default=None, metadata=_env("KFOPS_TRIGGER_STATE_DIR"))
     trigger_models: str | None = field(default=None, metadata=_env("KFOPS_TRIGGER_MODELS"))
 

@@ -21,7 +21,7 @@ from kfops import tracking
 from kfops.contract_model import Contract
 from kfops.errors import ConfigError, ContractError, KfopsError
 from kfops.io import read_json, write_json_atomic
-from kfops.registry import ModelVersion, Registry
+from kfops.registry import ModelVersion, Registry, validate_model_name
 
 if TYPE_CHECKING:  # each step imports only what it needs: a task process pays for its imports
     from kfops import blessing, data, evaluation
@@ -117,6 +117,7 @@ class ValidateResult:
 
 def champion_version(registry: Registry, model_name: str) -> ModelVersion | None:
     """The verified champion of `model_name`, or None when it has none yet."""
+    validate_model_name(model_name)  # a run started with a bad name fails here, before training
     if model_name not in registry.models():
         return None
     if registry.get_alias(model_name, CHAMPION) is None:

@@ -802,6 +802,7 @@ def training_params(model: str, registry_root: str | Path, data_uri: str) -> Any
     params = lineage.get("params")
     if isinstance(params, dict):
         extra["params"] = params
+    extra.update(champion_thresholds(mv, contract.task))
     return TrainingParams(
         data_uri=data_uri,
         target=contract.target.name,
@@ -810,6 +811,21 @@ def training_params(model: str, registry_root: str | Path, data_uri: str) -> Any
         registry_root=str(registry_root),
         **extra,
     )
+
+
+def champion_thresholds(mv: Any, task: str) -> dict[str, Any]:
+    """``thresholds``/``max_regression`` for a retrain of ``mv`` (a ModelVersion): the policy
+    it was blessed under (its lineage), else the defaults of ``kfops run``, never none at all."""
+    from kfops.blessing import DEFAULT_THRESHOLDS, policy_of_lineage
+
+    policy = policy_of_lineage(mv.lineage or {}, task)
+    if policy is None:
+        log.warning(
+            "%s %s records no blessing policy: retraining against the default thresholds %s",
+            mv.model, mv.version, DEFAULT_THRESHOLDS[task],
+        )  # fmt: skip
+        return {"thresholds": dict(DEFAULT_THRESHOLDS[task])}
+    return {"thresholds": dict(policy.thresholds), "max_regression": policy.max_regression}
 
 
 def default_window(hours: float, end: float | None = None) -> tuple[float, float]:

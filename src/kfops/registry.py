@@ -523,9 +523,7 @@ class Registry:
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             hashes = {name: _copy_and_hash(src, staging / name) for name, src in sources.items()}
-            version = self._publish(
-                model_name, staging, versions_dir, hashes, base_lineage, signer
-            )
+            version = self._publish(model_name, staging, versions_dir, hashes, base_lineage, signer)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -66,7 +66,7 @@ class Verifier:
     source: str  # where it came from, for error messages
 
     def check(self, directory: Path, manifest_bytes: bytes) -> None:
-        """RegistryError unless ``directory/MANIFEST.sig`` signs ``manifest_bytes`` with this key."""
+        """RegistryError unless ``directory/MANIFEST.sig`` signs ``manifest_bytes`` (this key)."""
         from cryptography.exceptions import InvalidSignature
 
         sig_path = directory / SIGNATURE
@@ -197,9 +197,7 @@ def load_signer(value: str, setting: str = "KFOPS_MODEL_SIGNING_KEY") -> Signer:
 def _raw_public(key: Any) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
-    return bytes(
-        key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    )
+    return bytes(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def generate_keypair(out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -143,9 +143,7 @@ def test_unsigned_versions_pass_without_a_key_and_fail_with_one(
         verify_dir(mv.path)
 
 
-def test_every_loader_refuses_a_forged_version(
-    signed_registry: Registry, tmp_path: Path
-) -> None:
+def test_every_loader_refuses_a_forged_version(signed_registry: Registry, tmp_path: Path) -> None:
     from kfops.lifecycle import champion_version
     from kfops.monitoring import _version_dir
     from kfops.serving.model import load_version
