@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kserve
@@ -24,6 +24,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kfops.errors import KfopsError
 from kfops.serving.capture import CaptureItem, PayloadCapture
+from kfops.serving.limits import LimitsMiddleware, ServingLimits
 from kfops.serving.metrics import MetricsMiddleware, get_metrics
 from kfops.serving.model import ModelSource, ServedVersion, load_version
 from kfops.serving.validation import (
@@ -47,6 +48,7 @@ class ServingOptions:
     drift_window: int = 10_000
     drift_publish_interval: float = 2.0
     access_log: bool = False
+    limits: ServingLimits = field(default_factory=ServingLimits)
 
 
 LOAD_WAIT_SECONDS = 120.0
@@ -214,7 +216,7 @@ class KfopsPredictor(kserve.Model):
         from kfops.serving.server import quiet_logging
 
         quiet_logging(self.options.access_log)
-        install_app_hooks()
+        install_app_hooks(self.options.limits)
         # kserve's parent pings each worker and kills one that does not answer within 5 s;
         # unpickling happens before the worker can answer, so load (imports, sha256, unpickle)
         # in the background. The parent already proved the version loads; requests that
@@ -372,11 +374,13 @@ def _json_body(raw: bytes | bytearray) -> Any:
 _hooks_installed = False
 
 
-def install_app_hooks() -> None:
-    """Add the metrics middleware and the 4xx handlers to kserve's app (once per process).
+def install_app_hooks(limits: ServingLimits | None = None) -> None:
+    """Add the metrics and limits middlewares and the 4xx handlers to kserve's app (once per
+    process).
 
     Must run before the server starts: in the parent for a single worker, and in every spawn
-    worker (from ``KfopsPredictor.__setstate__``) for ``--workers N``.
+    worker (from ``KfopsPredictor.__setstate__``) for ``--workers N``. Order, outermost first:
+    metrics (so it sees every status, 413/408 included), limits, kserve's routes.
     """
     global _hooks_installed
     if _hooks_installed:
@@ -419,6 +423,8 @@ def install_app_hooks() -> None:
 
     app.add_exception_handler(RequestError, request_error_handler)
     app.add_exception_handler(RequestValidationError, schema_error_handler)
+    # add_middleware puts the latest outermost.
+    app.add_middleware(LimitsMiddleware, limits=limits or ServingLimits())  # type: ignore[arg-type]
     app.add_middleware(
         MetricsMiddleware,  # type: ignore[arg-type]
         predictors=_PREDICTORS,
