@@ -9,7 +9,12 @@ from kfp import dsl, kubernetes
 
 from kfops.components._image import IMAGE
 from kfops.components.monitor import monitor
-from kfops.pipelines.training import CLUSTER_REGISTRY_ROOT, REGISTRY_MOUNT_PATH, training_pipeline
+from kfops.pipelines.training import (
+    CLUSTER_REGISTRY_ROOT,
+    REGISTRY_MOUNT_PATH,
+    training_pipeline,
+    use_model_keys,
+)
 
 PIPELINE_NAME = "kfops-monitoring"
 
@@ -57,6 +62,7 @@ def monitoring_pipeline(
     ).set_display_name("monitor window")
     checked.set_caching_options(False)  # every scheduled run must look at fresh traffic
     kubernetes.mount_pvc(checked, pvc_name=registry_pvc, mount_path=REGISTRY_MOUNT_PATH)
+    use_model_keys(checked)  # it loads the champion: verified when the signing Secret exists
 
     with (
         dsl.If(retrain == True, name="retraining enabled"),  # noqa: E712

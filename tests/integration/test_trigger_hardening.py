@@ -225,3 +225,36 @@ def test_restart_keeps_cooldown_and_dedup(tmp_path: Path, registry: Path, token_
         trig = _start(s, registry, token_file, state)
         status, data = _call("POST", f"{trig.url}/alerts", _body(other), TOKEN)
         assert data["decisions"][0]["reason"] == "duplicate", data
+
+
+def test_the_committed_alertmanager_config_authenticates(
+    tmp_path: Path, registry: Path, token_file: Path
+) -> None:
+    """Alertmanager with monitoring/alertmanager/alertmanager.yml (its credentials_file set to
+    the test's token) gets through; the same Alertmanager with a wrong token does not."""
+    from tests.integration._stack import http
+
+    alert = {"labels": {"alertname": "KfopsFeatureDrift", "model": MODEL, "feature": "x",
+                        "kfops_action": "retrain"}}  # fmt: skip
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("a-wrong-token-of-enough-length-000")
+    with stack(tmp_path) as s:
+        trig = _start(s, registry, token_file, tmp_path / "state")
+        am = s.alertmanager(trig.url, token_file=wrong)
+        assert http("POST", f"{am.url}/api/v2/alerts", [alert])[0] == 200
+        wait_for("a refused delivery", lambda: (metric_value(
+            _metrics(trig), "kfops_trigger_webhooks_total", status="unauthorized") or 0) >= 1,
+            60, [trig, am])  # fmt: skip
+        assert metric_value(_metrics(trig), "kfops_trigger_runs_total", outcome="started") == 0
+        am.popen.terminate()
+        am.popen.wait(10)
+    with stack(tmp_path / "right") as s:
+        (tmp_path / "right").mkdir(exist_ok=True)
+        trig = _start(s, registry, token_file, tmp_path / "state2")
+        am = s.alertmanager(trig.url, token_file=token_file)
+        assert http("POST", f"{am.url}/api/v2/alerts", [alert])[0] == 200
+        wait_for("the authenticated delivery", lambda: (metric_value(
+            _metrics(trig), "kfops_trigger_runs_total", outcome="started") or 0) >= 1,
+            60, [trig, am])  # fmt: skip
+        assert metric_value(_metrics(trig), "kfops_trigger_webhooks_total",
+                            status="unauthorized") == 0  # fmt: skip
