@@ -52,7 +52,6 @@ from kfops.trigger_state import (
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 4 << 20  # Alertmanager caps a notification far below this
 DEFAULT_COOLDOWN = 3600.0
 DEFAULT_DEDUP_TTL = 7 * 86400.0
 FLUSH_SECONDS = 1.0  # de-duplication marks reach the state file within this
@@ -71,7 +70,7 @@ DUPLICATE, IN_FLIGHT, COOLDOWN, RESOLVED, NO_MODEL, UNKNOWN_MODEL = (
 )
 INTERRUPTED = "interrupted"  # last_outcome of a run in flight when the trigger stopped
 # Statuses of kfops_trigger_webhooks_total.
-WEBHOOK_STATUSES = ("accepted", "bad_request", "retry", "unauthorized", "too_large", "busy")
+WEBHOOK_STATUSES = ("accepted", "bad_request", "retry", "unauthorized", "too_large")
 
 
 class BadRequest(KfopsError):
