@@ -73,14 +73,42 @@ def _matcher(text: str) -> dict[str, str]:
     raise ValueError(f"unsupported matcher {text!r}")
 
 
+# Where the Prometheus Operator mounts the Secrets listed in an Alertmanager's spec.secrets
+# (prometheus-operator v0.93.0 pkg/alertmanager/statefulset.go, secretsDir): a credentials_file
+# there names a Secret and key, which is what the AlertmanagerConfig CRD references.
+OPERATOR_SECRETS = "/etc/alertmanager/secrets/"
+
+
+def _secret_ref(path: str) -> dict[str, str]:
+    if not path.startswith(OPERATOR_SECRETS) or path[len(OPERATOR_SECRETS) :].count("/") != 1:
+        raise ValueError(f"credentials_file {path!r} is not {OPERATOR_SECRETS}<secret>/<key>")
+    name, key = path[len(OPERATOR_SECRETS) :].split("/")
+    return {"name": name, "key": key}
+
+
+def _webhook(hook: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "url": hook["url"],
+        "sendResolved": bool(hook.get("send_resolved", True)),
+    }
+    if "max_alerts" in hook:
+        out["maxAlerts"] = int(hook["max_alerts"])
+    auth = (hook.get("http_config") or {}).get("authorization")
+    if auth:
+        out["httpConfig"] = {
+            "authorization": {
+                "type": auth.get("type", "Bearer"),
+                "credentials": _secret_ref(auth["credentials_file"]),
+            }
+        }
+    return out
+
+
 def render_alertmanagerconfig() -> str:
     config = yaml.safe_load(ALERTMANAGER.read_text())
     route = next(r for r in config["route"]["routes"] if r["receiver"] == RECEIVER)
     receiver = next(r for r in config["receivers"] if r["name"] == RECEIVER)
-    webhooks = [
-        {"url": w["url"], "sendResolved": bool(w.get("send_resolved", True))}
-        for w in receiver["webhook_configs"]
-    ]
+    webhooks = [_webhook(w) for w in receiver["webhook_configs"]]
     doc = {
         "apiVersion": "monitoring.coreos.com/v1alpha1",
         "kind": "AlertmanagerConfig",

@@ -18,6 +18,7 @@ from kfops.pipelines.training import (
     REGISTRY_MOUNT_PATH,
     REGISTRY_PVC,
     training_pipeline,
+    use_model_keys,
 )
 
 PIPELINE_NAME = "kfops-monitoring"
@@ -67,6 +68,7 @@ def monitoring_pipeline(
     checked.set_caching_options(False)  # every scheduled run must look at fresh traffic
     sized(checked, "data")
     kubernetes.mount_pvc(checked, pvc_name=registry_pvc, mount_path=REGISTRY_MOUNT_PATH)
+    use_model_keys(checked)  # it loads the champion: verified when the signing Secret exists
 
     with (
         dsl.If(retrain == True, name="retraining enabled"),  # noqa: E712

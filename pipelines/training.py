@@ -22,6 +22,7 @@ from kfops.defaults import DEPLOY_NAMESPACE
 from kfops.params import DEFAULTS
 from kfops.pipelines.resources import sized
 from kfops.pipelines.tuning import build_tune_pipeline
+from kfops.predictor_pod import SIGNING_KEY_ITEM, SIGNING_SECRET, VERIFY_KEY_ITEM
 
 PIPELINE_NAME = "kfops-training"
 # On a cluster every step mounts the registry PVC here (kfp-kubernetes; ignored by kfp.local),
@@ -37,6 +38,19 @@ TUNE_PARALLELISM = 2
 tune = build_tune_pipeline(max_rounds=TUNE_MAX_ROUNDS, parallelism=TUNE_PARALLELISM)
 # The deploy step waits this long for the new version to roll out (kfops.deploy).
 DEPLOY_TIMEOUT_S = 600.0
+
+
+def use_model_keys(task: dsl.PipelineTask, sign: bool = False) -> None:
+    """The model keys (kfops.signing) from the optional Secret kfops-model-signing, as
+    environment variables (ignored by kfp.local, where the shell's KFOPS_MODEL_* apply). With
+    the Secret, register signs and every step that loads a version verifies; without it, the
+    sha256 manifest alone is checked. Only the register task gets the signing key."""
+    keys = {VERIFY_KEY_ITEM: "KFOPS_MODEL_VERIFY_KEY"}
+    if sign:
+        keys[SIGNING_KEY_ITEM] = "KFOPS_MODEL_SIGNING_KEY"
+    kubernetes.use_secret_as_env(
+        task, secret_name=SIGNING_SECRET, secret_key_to_env=keys, optional=True
+    )
 
 
 @dsl.pipeline(
@@ -182,6 +196,7 @@ def training_pipeline(
     tasks += [keys, extracted, validated, prepared, trained, evaluated, blessed]
     for task in tasks:
         kubernetes.mount_pvc(task, pvc_name=registry_pvc, mount_path=REGISTRY_MOUNT_PATH)
+        use_model_keys(task, sign=task is registered)
     for task, size in ((keys, "small"), (extracted, "data"), (validated, "data"),
                        (prepared, "data"), (trained, "train"), (evaluated, "data"),
                        (blessed, "data"), (untuned, "small"), (skipped, "small")):  # fmt: skip

@@ -145,6 +145,12 @@ kind load docker-image "$IMAGE" --name "$CLUSTER"
 step "wait for Kubeflow Pipelines (a few minutes on a laptop)"
 kubectl -n "$NAMESPACE" wait --for condition=available --timeout=900s deploy --all
 
+step "webhook token for Alertmanager -> trigger (Secret kfops-trigger-webhook, kept if present)"
+if ! kubectl -n "$NAMESPACE" get secret kfops-trigger-webhook >/dev/null 2>&1; then
+    kubectl -n "$NAMESPACE" create secret generic kfops-trigger-webhook \
+        --from-literal=token="$(openssl rand -hex 32)"
+fi
+
 step "apply manifests/overlays/kind (registry PVC, RBAC, trigger, monitors, rules, dashboard)"
 kubectl apply -k manifests/overlays/kind
 # The trigger mounts the registry PVC: once it runs, the claim is bound.

@@ -17,6 +17,13 @@ from kfops.errors import ConfigError
 from kfops.evaluation import HIGHER_IS_BETTER, METRICS_BY_TASK, PRIMARY_METRIC, Evaluation
 from kfops.reports import fmt
 
+# Used when no threshold is given (kfops run) and for retraining a champion whose lineage
+# records no policy: a model must beat these to be blessed at all.
+DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
+    "classification": {"f1_macro": 0.6},
+    "regression": {"r2": 0.0},
+}
+
 # Metrics whose scale depends on the data (target units, or unbounded): a tolerance in absolute
 # units would mean different things on different datasets, so it is relative to the champion.
 RELATIVE_REGRESSION: frozenset[str] = frozenset({"rmse", "mae", "mape", "log_loss"})
@@ -94,6 +101,9 @@ class BlessingDecision:
     challenger: dict[str, float]
     champion: dict[str, float] | None = None
     champion_version: str | None = None
+    # The policy judged by (BlessingPolicy.to_dict()): registered in the version's lineage, so
+    # a retrain started by an alert is held to the same bar (policy_of_lineage).
+    policy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +112,7 @@ class BlessingDecision:
             "challenger": dict(self.challenger),
             "champion": dict(self.champion) if self.champion is not None else None,
             "champion_version": self.champion_version,
+            "policy": dict(self.policy) if self.policy is not None else None,
         }
 
     @classmethod
@@ -112,6 +123,7 @@ class BlessingDecision:
             challenger=dict(data.get("challenger", {})),
             champion=data.get("champion"),
             champion_version=data.get("champion_version"),
+            policy=data.get("policy"),
         )
 
     def to_markdown(self) -> str:
@@ -181,6 +193,22 @@ def bless(
         challenger=dict(challenger.metrics),
         champion=dict(champion.metrics) if champion is not None else None,
         champion_version=champion_version,
+        policy=policy.to_dict(),
+    )
+
+
+def policy_of_lineage(lineage: dict[str, Any], task: str) -> BlessingPolicy | None:
+    """The policy a registered version was blessed under (lineage ``blessing.policy``), or None
+    for versions registered before policies were recorded. Invalid content raises ConfigError."""
+    blessing = lineage.get("blessing")
+    recorded = blessing.get("policy") if isinstance(blessing, dict) else None
+    if not isinstance(recorded, dict):
+        return None
+    return parse_policy(
+        dict(recorded.get("thresholds") or {}),
+        recorded.get("max_regression", 0.01),
+        task,
+        recorded.get("primary_metric"),
     )
 
 

@@ -57,6 +57,16 @@ class Settings:
     # InferenceService in deploy_namespace, "local" only moves the champion alias.
     deploy_target: str = field(default="cluster", metadata=_env("KFOPS_DEPLOY_TARGET"))
     deploy_namespace: str = field(default=DEPLOY_NAMESPACE, metadata=_env("KFOPS_DEPLOY_NAMESPACE"))
+    # Signed model versions (kfops.signing): each a PEM file path or the PEM text itself.
+    # The signing key (register) lives outside the registry; loaders need only the verify key.
+    model_signing_key: str | None = field(default=None, metadata=_env("KFOPS_MODEL_SIGNING_KEY"))
+    model_verify_key: str | None = field(default=None, metadata=_env("KFOPS_MODEL_VERIFY_KEY"))
+    # The retraining trigger (kfops.trigger): the bearer token Alertmanager must send, where its
+    # dedupe/cooldown state is kept (default <registry_root>/../trigger), and on Kubeflow the
+    # comma-separated models it may retrain (locally: the models in the registry).
+    webhook_token_file: Path | None = field(default=None, metadata=_env("KFOPS_WEBHOOK_TOKEN_FILE"))
+    trigger_state_dir: Path | None = field(default=None, metadata=_env("KFOPS_TRIGGER_STATE_DIR"))
+    trigger_models: str | None = field(default=None, metadata=_env("KFOPS_TRIGGER_MODELS"))
 
     def __post_init__(self) -> None:
         # Accept str paths from callers, store absolute Paths so later chdir() cannot move them.

@@ -55,6 +55,7 @@ from typing import Any
 
 from kfops.defaults import DEPLOY_NAMESPACE, IMAGE
 from kfops.errors import ClusterError, ConfigError
+from kfops.predictor_pod import harden_predictor, prepare_capture_dir
 from kfops.registry import CHAMPION, Registry
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ def render_predictor(
     }
     if cfg.service_account:
         predictor["serviceAccountName"] = cfg.service_account
-    return predictor
+    return harden_predictor(predictor, cfg.pvc_mount)
 
 
 def render_inference_service(
@@ -798,6 +799,7 @@ def deploy_version(
     if target != "cluster":
         raise ConfigError(f"unknown deploy target {target!r}; use local or cluster")
     cfg = cfg or DeployConfig(name=model)
+    prepare_capture_dir(cfg.capture_uri, cfg.pvc_mount)
     client = api_client if api_client is not None else load_api_client()
     deployer = KServeDeployer(client, namespace=cfg.namespace)
     deployer.deploy(cfg, model, mv.version, mv.model_sha256, canary_percent, timeout=timeout)

@@ -151,9 +151,11 @@ def _removed_after(path: Path) -> Iterator[None]:
 
 
 def preflight(params: TrainingParams) -> None:
-    """Reject a bad estimator, parameter or threshold before any task starts."""
+    """Reject a bad model name, estimator, parameter or threshold before any task starts."""
     from kfops import blessing, training
+    from kfops.registry import validate_model_name
 
+    validate_model_name(params.model_name)
     training.make_estimator(params.task, params.estimator, dict(params.params))
     blessing.parse_policy(params.thresholds, params.max_regression, params.task)
     if not 0.0 < params.test_size < 1.0:

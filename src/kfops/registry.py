@@ -19,6 +19,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -34,11 +35,12 @@ from typing import Any, Literal, overload
 import kfops
 from kfops.errors import RegistryError
 from kfops.io import dumps_json, read_json, sha256_file, write_json_atomic
+from kfops.signing import SIGNATURE, Signer, Verifier, check_version, signature_bytes
 
 MANIFEST = "MANIFEST.json"
 LINEAGE = "lineage.json"
 MODEL_FILE = "model.joblib"
-RESERVED_FILES = frozenset({MANIFEST, LINEAGE})
+RESERVED_FILES = frozenset({MANIFEST, LINEAGE, SIGNATURE})
 STAGING_PREFIX = ".staging-"
 # The aliases kfops moves: a blessed, registered version becomes the challenger; deploying it
 # makes it the champion (what `kfops serve` follows and what the next run is judged against).
@@ -158,11 +160,15 @@ def _copy_and_hash(src: Path, dst: Path) -> str:
 def _write_json_synced(path: Path, data: Any) -> str:
     """Write JSON into a staging dir (not yet visible, so no temp+rename) and return its sha256."""
     payload = dumps_json(data).encode("utf-8")
+    _write_synced(path, payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _write_synced(path: Path, payload: bytes) -> None:
     with open(path, "wb") as fh:
         fh.write(payload)
         fh.flush()
         os.fsync(fh.fileno())
-    return hashlib.sha256(payload).hexdigest()
 
 
 def _safe_file_name(name: object) -> bool:
@@ -187,15 +193,25 @@ def _load_json_dict(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def verify_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Recompute the sha256 of every file listed in ``<path>/MANIFEST.json``.
+def verify_dir(
+    path: str | os.PathLike[str], *, signature: bool = True, verifier: Verifier | None = None
+) -> dict[str, Any]:
+    """Recompute the sha256 of every file listed in ``<path>/MANIFEST.json``, then (unless
+    ``signature`` is False) check the manifest's signature when a verification key is
+    configured (``verifier``, default: KFOPS_MODEL_VERIFY_KEY, see kfops.signing).
 
     Returns the manifest. Raises RegistryError naming the first (sorted) file that is missing
-    or differs. Files not in the manifest are ignored (volume mounts may add e.g. lost+found).
-    Works on any version directory, including ``/mnt/models`` in a cluster.
+    or differs, or why the signature is refused. Files not in the manifest are ignored (volume
+    mounts may add e.g. lost+found). Works on any version directory, including ``/mnt/models``.
     """
     directory = Path(path)
-    manifest = _load_json_dict(directory / MANIFEST, "manifest")
+    manifest_bytes = _read_manifest_bytes(directory)
+    try:
+        manifest = json.loads(manifest_bytes)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"manifest: {directory / MANIFEST} is unreadable ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise RegistryError(f"manifest: {directory / MANIFEST} does not hold a JSON object")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise RegistryError(f"manifest {directory / MANIFEST} has no 'files' table")
@@ -212,7 +228,22 @@ def verify_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
                 f"verification failed: {name} in {directory} has sha256 {actual}, "
                 f"manifest says {expected}"
             )
+    if signature:
+        if verifier is None:
+            from kfops.signing import configured_verifier
+
+            verifier = configured_verifier()
+        check_version(directory, manifest_bytes, manifest, verifier)
     return manifest
+
+
+def _read_manifest_bytes(directory: Path) -> bytes:
+    try:
+        return (directory / MANIFEST).read_bytes()
+    except FileNotFoundError:
+        raise RegistryError(f"manifest: {directory / MANIFEST} is missing") from None
+    except OSError as exc:
+        raise RegistryError(f"manifest: {directory / MANIFEST} is unreadable ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -463,6 +494,7 @@ class Registry:
         ``missing_ok`` a model without versions or an unset alias is None instead (the first
         training run has no champion to compare with); a tampered version still raises.
         """
+        validate_model_name(model)  # a run with a bad name fails at its first step
         if missing_ok:
             if model not in self.models():
                 return None
@@ -473,8 +505,10 @@ class Registry:
         return mv
 
     @staticmethod
-    def verify_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
-        return verify_dir(path)
+    def verify_dir(
+        path: str | os.PathLike[str], *, signature: bool = True, verifier: Verifier | None = None
+    ) -> dict[str, Any]:
+        return verify_dir(path, signature=signature, verifier=verifier)
 
     # --- registration ----------------------------------------------------------------------
 
@@ -485,16 +519,23 @@ class Registry:
         lineage: Mapping[str, Any],
         *,
         aliases: Iterable[str] = (),
+        signer: Signer | None = None,
     ) -> ModelVersion:
         """Copy ``files`` into a new immutable version ``vN`` and move ``aliases`` to it.
 
         ``files`` maps the name inside the version (``model.joblib``, ``contract.json``, ...) to
         a source path. ``lineage`` is stored as lineage.json with ``model``, ``version``,
         ``created_at``, ``code`` and (unless given) ``parent`` = the current champion added.
+        The manifest is signed (MANIFEST.sig, kfops.signing) with ``signer``, by default the
+        key of KFOPS_MODEL_SIGNING_KEY when it is set.
         """
         validate_model_name(model_name)
         alias_list = [validate_alias_name(a) for a in aliases]
         sources = self._check_files(files)
+        if signer is None:
+            from kfops.signing import configured_signer
+
+            signer = configured_signer(self.root)
         model_dir = self.model_dir(model_name)
         versions_dir = model_dir / "versions"
         versions_dir.mkdir(parents=True, exist_ok=True)
@@ -510,7 +551,7 @@ class Registry:
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             hashes = {name: _copy_and_hash(src, staging / name) for name, src in sources.items()}
-            version = self._publish(model_name, staging, versions_dir, hashes, base_lineage)
+            version = self._publish(model_name, staging, versions_dir, hashes, base_lineage, signer)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -542,8 +583,10 @@ class Registry:
         versions_dir: Path,
         hashes: dict[str, str],
         lineage: dict[str, Any],
+        signer: Signer | None = None,
     ) -> str:
-        """Write lineage+manifest for the next free vN and rename staging into place."""
+        """Write lineage+manifest (+signature) for the next free vN and rename staging into
+        place: the version appears complete and signed, or not at all."""
         number = max(self._version_numbers(model), default=0) + 1
         created_at = _now()
         for _attempt in range(_MAX_RENAME_ATTEMPTS):
@@ -552,6 +595,9 @@ class Registry:
             all_hashes = {**hashes, LINEAGE: _write_json_synced(staging / LINEAGE, full_lineage)}
             manifest = {"model": model, "version": version, "files": all_hashes}
             _write_json_synced(staging / MANIFEST, manifest)
+            if signer is not None:
+                record = signer.signature_record((staging / MANIFEST).read_bytes())
+                _write_synced(staging / SIGNATURE, signature_bytes(record))
             _fsync_dir(staging)
             try:
                 os.rename(staging, versions_dir / version)

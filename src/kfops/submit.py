@@ -350,6 +350,12 @@ def check_arguments(spec: dict[str, Any], arguments: Mapping[str, Any]) -> dict[
         if not ok:
             raise ConfigError(f"parameter {key!r} of {name} must be {kind}, got {value!r}")
         out[key] = value
+    if "model_name" in out:
+        # A model name becomes a registry path and an InferenceService name: refuse a bad one
+        # before the run exists, not at its register step after training.
+        from kfops.registry import validate_model_name
+
+        validate_model_name(str(out["model_name"]))
     return out
 
 

@@ -144,8 +144,9 @@ class Stack:
                "--port", str(port), *args]  # fmt: skip
         return self.start("trigger", cmd, f"http://127.0.0.1:{port}", "/healthz", env=env)
 
-    def alertmanager(self, trigger_url: str) -> Proc:
-        """Alertmanager with the committed routes, pointed at ``trigger_url`` and made fast."""
+    def alertmanager(self, trigger_url: str, token_file: Path | None = None) -> Proc:
+        """Alertmanager with the committed routes, pointed at ``trigger_url`` and made fast.
+        The committed bearer token file becomes ``token_file`` (none: no Authorization)."""
         binary = require_binary("prometheus-alertmanager")
         config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
         fast = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1m"}
@@ -155,6 +156,11 @@ class Stack:
         for receiver in config["receivers"]:
             for hook in receiver.get("webhook_configs", []):
                 hook["url"] = f"{trigger_url}/alerts"
+                auth = (hook.get("http_config") or {}).get("authorization")
+                if auth and token_file is not None:
+                    auth["credentials_file"] = str(token_file)
+                elif auth:
+                    del hook["http_config"]["authorization"]
         path = self.root / "alertmanager.yml"
         path.write_text(yaml.safe_dump(config))
         port = free_port()

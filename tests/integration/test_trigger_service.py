@@ -57,7 +57,7 @@ def test_alert_storm_through_alertmanager_makes_one_run(tmp_path: Path) -> None:
     with stack(tmp_path) as s:
         # No champion in this registry: the single run fails fast, and says why.
         trig = s.trigger("--registry", str(tmp_path / "reg"), "--data-uri", "/data.csv",
-                         "--cooldown", "3600", env=NO_KFP)  # fmt: skip
+                         "--cooldown", "3600", "--models", "storm", env=NO_KFP)  # fmt: skip
         am = s.alertmanager(trig.url)
         storm = [_alert("storm", f"f{i}") for i in range(100)]
         assert http("POST", f"{am.url}/api/v2/alerts", storm)[0] == 200
@@ -94,7 +94,7 @@ def test_unreachable_kubeflow_answers_503_and_alertmanager_retries(tmp_path: Pat
         trig = s.trigger(
             "--registry", str(tmp_path / "reg"), "--kfp-host", dead, "--data-uri",
             "gs://bucket/data.csv", "--target", "species", "--task", "classification",
-            env={"KFOPS_KFP_TOKEN": "", "KFOPS_KFP_TOKEN_FILE": ""},
+            "--models", "m", env={"KFOPS_KFP_TOKEN": "", "KFOPS_KFP_TOKEN_FILE": ""},
         )  # fmt: skip
         assert get_json(f"{trig.url}/status")["launcher"] == "kubeflow"
         status, body = http("POST", f"{trig.url}/alerts", _webhook(_alert("m", "x")), timeout=60)

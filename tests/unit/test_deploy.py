@@ -55,7 +55,7 @@ def test_rendered_manifest_is_valid_against_the_crd() -> None:
     meta = manifest["metadata"]
     assert meta["annotations"][deploy.MODE_ANNOTATION] == "Standard"
     predictor = manifest["spec"]["predictor"]
-    env = {e["name"]: e["value"] for e in predictor["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in predictor["containers"][0]["env"]}
     assert env["STORAGE_URI"] == "pvc://kfops-registry/models/penguins/versions/v3"
     assert predictor["annotations"]["prometheus.io/scrape"] == "true"
     assert predictor["containers"][0]["args"][:2] == ["--model-dir", "/mnt/models"]
@@ -96,11 +96,12 @@ def test_cluster_config_mounts_the_registry_pvc_for_capture() -> None:
     predictor = manifest["spec"]["predictor"]
     container = predictor["containers"][0]
     assert container["args"][-4:-2] == ["--capture", "/mnt/kfops/capture"]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts == {"tmp": "/tmp", "kfops-pvc": "/mnt/kfops"}
+    mounts = {m["name"]: (m["mountPath"], m.get("subPath")) for m in container["volumeMounts"]}
+    # Capture only: the registry PVC is not writable by the predictor (kfops.predictor_pod).
+    assert mounts == {"tmp": ("/tmp", None), "kfops-pvc": ("/mnt/kfops/capture", "capture")}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert predictor["securityContext"]["runAsNonRoot"] is True
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["STORAGE_URI"] == "pvc://kfops-registry/registry/models/penguins/versions/v2"
     assert deploy.cluster_config(MODEL, storage_root="s3://bucket/registry").pvc is None
 

@@ -249,7 +249,7 @@ def test_predictor_serves_a_registry_version_from_the_pvc(overlay: str) -> None:
     predictor = isvc["spec"]["predictor"]
     container = predictor["containers"][0]
     assert container["command"] == ["python", "-m", "kfops.serving"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     # What the pipeline's deploy step renders: <storage_root>/models/<model>/versions/<v>.
     storage_root = PIPELINE_DEFAULTS["storage_root"]
     assert env["STORAGE_URI"] == f"{storage_root}/models/{name}/versions/v1"
@@ -263,11 +263,11 @@ def test_predictor_serves_a_registry_version_from_the_pvc(overlay: str) -> None:
     assert args.model_name == name and args.model_dir == "/mnt/models"
     assert args.capture_uri == f"{training.REGISTRY_MOUNT_PATH}/capture"
     volumes = {v["name"]: v for v in predictor["volumes"]}
-    mount = next(
-        m for m in container["volumeMounts"] if m["mountPath"] == training.REGISTRY_MOUNT_PATH
-    )
+    # Only capture/ of the registry PVC is writable by the predictor (kfops.predictor_pod).
+    capture = f"{training.REGISTRY_MOUNT_PATH}/capture"
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == capture)
     assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == PVC
-    assert not mount.get("readOnly") and "subPath" not in mount
+    assert not mount.get("readOnly") and mount["subPath"] == "capture"
     # Prometheus scrapes it: the PodMonitor selects predictor pods by kfops.io/model, the label
     # kfops.deploy gives every predictor it renders.
     monitor = next(o for o in objects if o["kind"] == "PodMonitor")
@@ -330,7 +330,7 @@ def test_trigger_deployment_runs_the_trigger_on_its_service_port() -> None:
     deploy = next(o for o in objects if o["kind"] == "Deployment")
     service = next(o for o in objects if o["kind"] == "Service")
     container = deploy["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["kfops", "trigger", "--port", "8080"]
+    assert container["command"] == ["kfops", "trigger", "--host", "0.0.0.0", "--port", "8080"]
     assert (
         service["spec"]["selector"].items()
         <= deploy["spec"]["template"]["metadata"]["labels"].items()
@@ -363,7 +363,7 @@ def test_trigger_env_is_complete(
     deploy = next(o for o in render(overlay) if o["kind"] == "Deployment")
     spec = deploy["spec"]["template"]["spec"]
     container = spec["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     # $(VAR) in args must name a defined variable, or Kubernetes passes it through verbatim.
     for ref in re.findall(
         r"\$\((\w+)\)", " ".join(container["command"] + container.get("args", []))

@@ -12,7 +12,7 @@ from kfops import __version__
 from kfops.errors import KfopsError
 
 # Modules under kfops.cli that contribute sub-commands, in the order `kfops --help` lists them.
-COMMAND_MODULES = ("run", "models", "serve", "monitor", "trigger", "submit")
+COMMAND_MODULES = ("run", "models", "serve", "monitor", "trigger", "submit", "keys")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,7 +62,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         else registry.resolve(args.model, args.ref)
     )
     if args.verify:
-        print(f"verified: every file of {args.model} {mv.version} matches MANIFEST.json")
+        from kfops.signing import configured_verifier
+
+        # registry.verify above checked the signature too when a verify key is configured.
+        verifier = configured_verifier()
+        signed = f", signed by key {verifier.key_id}" if verifier else " (no signature check)"
+        print(f"verified: every file of {args.model} {mv.version} matches MANIFEST.json{signed}")
     print(
         json.dumps(
             {"path": str(mv.path), "lineage": mv.lineage, "manifest": mv.manifest},

@@ -15,9 +15,6 @@ from kfops.params import DEFAULTS, TrainingParams
 if TYPE_CHECKING:
     from kfops.local_runner import RunSummary
 
-# Used when no --threshold is given: a model must beat these to be blessed at all.
-DEFAULT_THRESHOLDS = {"classification": {"f1_macro": 0.6}, "regression": {"r2": 0.0}}
-
 
 def register(sub: Any) -> None:
     run = sub.add_parser(
@@ -102,6 +99,7 @@ def _model_name_from(data: str) -> str:
 
 def training_params(args: argparse.Namespace, settings: Settings) -> TrainingParams:
     from kfops import datasets
+    from kfops.blessing import DEFAULT_THRESHOLDS
 
     if args.data is None:
         data_uri = str(datasets.default_data_path())
@@ -170,12 +168,13 @@ def format_summary(summary: RunSummary) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kfops.local_runner import run_training
+    from kfops.local_runner import preflight, run_training
 
     settings = Settings.from_env(
         registry_root=args.registry, model_name=args.model_name, image=args.image
     )
     params = training_params(args, settings)
+    preflight(params)  # a bad --model-name or threshold fails now, not after training
     print(
         f"kfops: training {params.model_name!r} on {params.data_uri} "
         f"(target {params.target!r}, {params.task}, {params.estimator}, runner {args.runner})",

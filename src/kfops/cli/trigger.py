@@ -10,6 +10,8 @@ from kfops.config import Settings
 from kfops.defaults import MONITORING_WINDOW_HOURS
 from kfops.errors import ConfigError
 from kfops.trigger import DEFAULT_COOLDOWN, KubeflowLauncher, LocalLauncher, RetrainTrigger
+from kfops.trigger.http import HttpLimits
+from kfops.trigger.state import DEFAULT_MAX_KEYS
 
 
 def register(sub: Any) -> None:
@@ -24,8 +26,38 @@ def register(sub: Any) -> None:
             "one run in flight per model; GET /metrics, /status, /healthz."
         ),
     )
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other needs --webhook-token-file)",
+    )
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free)")
+    p.add_argument(
+        "--webhook-token-file",
+        help="file holding the bearer token POST /alerts must carry (KFOPS_WEBHOOK_TOKEN_FILE)",
+    )
+    p.add_argument(
+        "--state-dir",
+        help="where de-duplication and cooldowns persist (KFOPS_TRIGGER_STATE_DIR; default "
+        "<registry>/../trigger)",
+    )
+    p.add_argument(
+        "--max-alert-keys",
+        type=int,
+        default=DEFAULT_MAX_KEYS,
+        help="de-duplication memory cap; past it the oldest keys go first (default %(default)s)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=HttpLimits.header_timeout,
+        help="seconds a client has to send headers, and again the body (default %(default)s)",
+    )
+    p.add_argument(
+        "--models",
+        help="comma-separated models alerts may retrain (KFOPS_TRIGGER_MODELS; default: the "
+        "models in the registry)",
+    )
     p.add_argument("--registry", help="registry root (KFOPS_REGISTRY_ROOT)")
     p.add_argument(
         "--cooldown",
@@ -66,13 +98,9 @@ def register(sub: Any) -> None:
 
 
 def build_trigger(args: argparse.Namespace) -> RetrainTrigger:
-    settings = Settings.from_env(
-        registry_root=args.registry,
-        kfp_host=args.kfp_host,
-        kfp_namespace=args.kfp_namespace,
-        capture_dir=args.capture_dir,
-        image=args.image,
-    )
+    from kfops.trigger.state import ModelCatalog, StateStore
+
+    settings = _settings(args)
     data_uri = args.data_uri or _env("KFOPS_RETRAIN_DATA_URI")
     training_target = args.target or _env("KFOPS_TRAINING_TARGET")
     task = args.task or _env("KFOPS_TRAINING_TASK")
@@ -112,7 +140,28 @@ def build_trigger(args: argparse.Namespace) -> RetrainTrigger:
             window_hours=args.window_hours,
             runner=args.runner,
         )
-    return RetrainTrigger(launcher, cooldown=_cooldown(args.cooldown))
+    catalog = ModelCatalog.parse(settings.registry_root, settings.trigger_models)
+    state_dir = settings.trigger_state_dir or settings.registry_root.parent / "trigger"
+    return RetrainTrigger(
+        launcher,
+        cooldown=_cooldown(args.cooldown),
+        models=catalog,
+        state=StateStore(state_dir),
+        max_keys=args.max_alert_keys,
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        registry_root=args.registry,
+        kfp_host=args.kfp_host,
+        kfp_namespace=args.kfp_namespace,
+        capture_dir=args.capture_dir,
+        image=args.image,
+        webhook_token_file=getattr(args, "webhook_token_file", None),
+        trigger_state_dir=getattr(args, "state_dir", None),
+        trigger_models=getattr(args, "models", None),
+    )
 
 
 def _env(name: str) -> str | None:
@@ -133,7 +182,12 @@ def _cooldown(flag: float | None) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kfops.trigger import serve
+    from kfops.trigger.http import WebhookAuth, check_bind, serve
 
-    serve(build_trigger(args), args.host, args.port)
+    auth = WebhookAuth(_settings(args).webhook_token_file)
+    check_bind(args.host, auth)  # before building anything: a refused address changes nothing
+    if args.request_timeout <= 0:
+        raise ConfigError(f"--request-timeout {args.request_timeout} must be positive")
+    limits = HttpLimits(header_timeout=args.request_timeout, body_timeout=args.request_timeout)
+    serve(build_trigger(args), args.host, args.port, auth=auth, limits=limits)
     return 0

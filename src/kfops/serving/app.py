@@ -6,7 +6,8 @@ the server entry point (which does them in the parent) share one place and neith
 other.
 
 - ``quiet_logging``: kserve's log config minus per-request lines;
-- ``install_app_hooks``: the metrics middleware and the 4xx handlers on kserve's FastAPI app;
+- ``install_app_hooks``: the metrics and limits middlewares and the 4xx handlers on kserve's
+  FastAPI app;
 - ``PREDICTORS``: the predictors this process serves, by name (the middleware labels requests
   with their current version).
 """
@@ -17,6 +18,7 @@ import copy
 import logging
 from typing import Protocol
 
+from kfops.serving.limits import LimitsMiddleware, ServingLimits
 from kfops.serving.metrics import MetricsMiddleware, get_metrics
 from kfops.serving.validation import FieldError, RequestError
 
@@ -60,11 +62,13 @@ def _client_error_one_line(record: logging.LogRecord) -> bool:
     return True
 
 
-def install_app_hooks() -> None:
-    """Add the metrics middleware and the 4xx handlers to kserve's app (once per process).
+def install_app_hooks(limits: ServingLimits | None = None) -> None:
+    """Add the metrics and limits middlewares and the 4xx handlers to kserve's app (once per
+    process).
 
     Must run before the server starts: in the parent for a single worker, and in every spawn
-    worker (from ``KfopsPredictor.__setstate__``) for ``--workers N``.
+    worker (from ``KfopsPredictor.__setstate__``) for ``--workers N``. Order, outermost first:
+    metrics (so it sees every status, 413/408 included), limits, kserve's routes.
     """
     global _installed
     if _installed:
@@ -107,6 +111,8 @@ def install_app_hooks() -> None:
 
     app.add_exception_handler(RequestError, request_error_handler)
     app.add_exception_handler(RequestValidationError, schema_error_handler)
+    # add_middleware puts the latest outermost.
+    app.add_middleware(LimitsMiddleware, limits=limits or ServingLimits())  # type: ignore[arg-type]
     app.add_middleware(
         MetricsMiddleware,  # type: ignore[arg-type]
         predictors=PREDICTORS,

@@ -20,6 +20,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNKNOWN_MODEL = "_unknown_"
+# nginx's "client closed request": a client that disconnects is not a server error (5xx).
+CLIENT_CLOSED = 499
 # Single-row requests take ~1 ms; batches up to 10k rows take longer.
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -189,7 +191,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_status(message: MutableMapping[str, Any]) -> None:
             nonlocal status
@@ -200,6 +202,11 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            if status is None:
+                # No response: the client went away first (kfops.serving.limits marks it), or
+                # the app crashed before answering (uvicorn then sends a 500 itself).
+                state = scope.get("state") or {}
+                status = CLIENT_CLOSED if state.get("kfops_disconnected") else 500
             self._record(scope, route, status, time.perf_counter() - start)
 
     def _record(
@@ -215,5 +222,6 @@ class MetricsMiddleware:
         m.requests.labels(model, version, protocol, str(status)).inc()
         m.latency.labels(model, version, protocol).observe(took)
         state = scope.get("state") or {}
-        if 400 <= status < 500 and not state.get("kfops_counted") and current is not None:
+        counted = state.get("kfops_counted") or status == CLIENT_CLOSED
+        if 400 <= status < 500 and not counted and current is not None:
             m.validation_failures.labels(model, version, "malformed_request").inc()

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import kserve
@@ -30,6 +30,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from kfops.errors import KfopsError
 from kfops.serving import app
 from kfops.serving.capture import CaptureItem, PayloadCapture
+from kfops.serving.limits import ServingLimits
 from kfops.serving.metrics import get_metrics
 from kfops.serving.model import ModelSource, ServedVersion, load_version
 from kfops.serving.validation import (
@@ -54,6 +55,7 @@ class ServingOptions:
     drift_window: int = 10_000
     drift_publish_interval: float = 2.0
     access_log: bool = False
+    limits: ServingLimits = field(default_factory=ServingLimits)
 
 
 LOAD_WAIT_SECONDS = 120.0
@@ -234,7 +236,7 @@ class KfopsPredictor(kserve.Model):
         self._grpc_client_stub = None
         app.register(self.name, self)
         app.quiet_logging(self.options.access_log)
-        app.install_app_hooks()
+        app.install_app_hooks(self.options.limits)
         # kserve's parent pings each worker and kills one that does not answer within 5 s;
         # unpickling happens before the worker can answer, so load (imports, sha256, unpickle)
         # in the background. The parent already proved the version loads; requests that

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -18,17 +19,20 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kfops.errors import ConfigError, KfopsError
 from kfops.serving.app import install_app_hooks, quiet_logging
 
 if TYPE_CHECKING:
     from kfops.serving.model import ModelSource
+from kfops.serving.limits import ServingLimits
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8080
+# Locally the server listens on loopback; the image and the manifests pass --host 0.0.0.0.
+DEFAULT_HOST = "127.0.0.1"
 
 
 @contextlib.contextmanager
@@ -48,18 +52,25 @@ def import_kserve() -> ModuleType:
     return kserve
 
 
-def check_port(port: int) -> None:
+def check_port(port: int, host: str = "0.0.0.0") -> None:
     """Fail with one clear message when ``port`` is taken (uvicorn would only log and exit 1)."""
     if not 0 < port < 65536:
         raise ConfigError(f"--port {port} is not a valid TCP port")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError(f"--host {host!r} cannot be resolved: {exc}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("0.0.0.0", port))
+            sock.bind(address)
         except OSError as exc:
-            raise ConfigError(
-                f"port {port} is already in use ({exc.strerror}); pick another with --port"
-            ) from None
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} is already in use ({exc.strerror}); pick another with --port"
+                ) from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +83,44 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_PORT,
         help="HTTP port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help="address to listen on (default %(default)s; 0.0.0.0 for every interface)",
+    )
+    limits = parser.add_argument_group("limits (what one client can cost)")
+    defaults = ServingLimits()
+    limits.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help="largest request body; larger ones get 413 unread (default %(default)s)",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=float,
+        default=defaults.header_timeout,
+        help="seconds a connection has to send a request head (default %(default)s)",
+    )
+    limits.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        default=defaults.keep_alive_timeout,
+        help="seconds an idle keep-alive connection stays open (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="open connections per process; past it the longest idle one is closed "
+        "(default %(default)s)",
+    )
+    limits.add_argument(
+        "--enable-model-repository",
+        action="store_true",
+        help="serve kserve's /v2/repository load/unload routes (off: anyone who reaches the "
+        "port could take the model offline)",
     )
     parser.add_argument(
         "--model-name",
@@ -133,7 +182,8 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         raise ConfigError(f"--workers {args.workers} must be at least 1")
     if args.max_rows < 1:
         raise ConfigError(f"--max-rows {args.max_rows} must be at least 1")
-    check_port(args.port)
+    limits = serving_limits(args)
+    check_port(args.port, args.host)
     if args.workers > 1:
         from kfops.serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 
@@ -155,6 +205,7 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         poll_interval=args.poll_interval,
         drift=args.drift,
         access_log=args.access_log,
+        limits=limits,
     )
     name = args.model_name or default_name
     predictor = KfopsPredictor(name, source, options)
@@ -162,23 +213,56 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         raise ServingError(
             f"model {name!r} from {source.describe()} cannot be served: {predictor.load_error}"
         )
-    install_app_hooks()
-    server = kserve.ModelServer(
+    install_app_hooks(limits)
+    server = limited_model_server(kserve, args.host, limits)(
         http_port=args.port,
         workers=args.workers,
         enable_grpc=False,
         enable_latency_logging=False,
     )
     log.info(
-        "kfops serving %r on http://0.0.0.0:%d (V1 /v1/models/%s:predict, V2 "
-        "/v2/models/%s/infer, /metrics)",
+        "kfops serving %r on http://%s:%d (V1 /v1/models/%s:predict, V2 "
+        "/v2/models/%s/infer, /metrics); bodies up to %d bytes, model repository routes %s",
         name,
+        args.host,
         args.port,
         name,
         name,
+        limits.max_body_bytes,
+        "ON" if limits.allow_model_repository else "off",
     )
     server.start([predictor])
     return 0
+
+
+def serving_limits(args: argparse.Namespace) -> ServingLimits:
+    return ServingLimits(
+        max_body_bytes=args.max_body_bytes,
+        max_buffered_bytes=4 * args.max_body_bytes,
+        header_timeout=args.header_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+        allow_model_repository=args.enable_model_repository,
+    )
+
+
+def limited_model_server(kserve: Any, host: str, limits: ServingLimits) -> type:
+    """kserve's ModelServer with ``host`` and ``limits`` applied to the uvicorn config it
+    builds. kserve 0.21.0 ``ModelServer.start`` (kserve/model_server.py) creates its
+    RESTServer (or RESTServerMultiProcess) and then calls ``setup_event_loop()`` before
+    serving: the one point where that config exists and nothing listens yet."""
+    from kfops.serving.limits import configure_uvicorn
+
+    class LimitedModelServer(kserve.ModelServer):  # type: ignore[misc,name-defined]
+        def setup_event_loop(self) -> None:
+            rest = self._rest_server
+            if rest is None and self._rest_multiprocess_server is not None:
+                rest = self._rest_multiprocess_server._rest_server
+            if rest is not None:
+                configure_uvicorn(rest.config, host, limits)
+            super().setup_event_loop()
+
+    return LimitedModelServer
 
 
 class ServingError(KfopsError):

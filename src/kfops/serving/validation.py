@@ -82,7 +82,15 @@ def _category_key(value: Any) -> Any:
     return str(value)
 
 
+# Past this many bits an integer is not a plausible feature value, and Python refuses to turn
+# one of more than 4,300 digits into text (sys.set_int_max_str_digits): describe it instead.
+_MAX_INT_BITS = 64
+_MAX_DIM = 2**31
+
+
 def _describe(value: Any) -> str:
+    if type(value) is int and value.bit_length() > _MAX_INT_BITS:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -109,8 +117,16 @@ def _numeric_checker(spec: FeatureSpec) -> Checker:
             return value
         if kind is int:
             # Keep ints (captured as sent); beyond float precision pandas would make an object
-            # column, so those become floats.
-            return value if -(2**53) < value < 2**53 else float(value)
+            # column, so those become floats; beyond the float range they are refused.
+            if -(2**53) < value < 2**53:
+                return value
+            try:
+                return float(value)
+            except OverflowError:
+                raise _Bad(
+                    "wrong_type",
+                    f"{_describe(value)} is too large to be represented as a number",
+                ) from None
         if value is None:
             if not nullable:
                 raise _Bad("null_not_allowed", "null is not allowed for this feature")
@@ -142,6 +158,8 @@ def _categorical_checker(spec: FeatureSpec) -> Checker:
                 "wrong_type",
                 f"expected a category value, got {_type_name(value)} {_describe(value)}",
             )
+        elif kind is int and value.bit_length() > _MAX_INT_BITS:
+            raise _Bad("out_of_domain", f"{_describe(value)} is not one of: {shown}")
         if kind is float and value != value:
             if not nullable:
                 raise _Bad("null_not_allowed", "NaN is not allowed for this feature")
@@ -495,9 +513,11 @@ def _shape(tensor: Any, where: str) -> list[int]:
     if (
         not isinstance(shape, list | tuple)
         or not shape
-        or not all(type(d) is int and d >= 0 for d in shape)
+        or len(shape) > 8
+        or not all(type(d) is int and 0 <= d < _MAX_DIM for d in shape)
     ):
-        raise _reject(f"{where}.shape", "bad_shape", f"shape {shape!r} is not a list of sizes")
+        shown = [_describe(d) for d in shape[:8]] if isinstance(shape, list | tuple) else shape
+        raise _reject(f"{where}.shape", "bad_shape", f"shape {shown!r} is not a list of sizes")
     return list(shape)
 
 

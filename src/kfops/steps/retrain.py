@@ -26,7 +26,7 @@ from kfops.errors import DataError
 from kfops.monitoring.result import MonitoringResult
 from kfops.monitoring.training_data import build_training_data
 from kfops.params import DEFAULTS, TrainingParams
-from kfops.registry import Registry
+from kfops.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:
     from kfops.local_runner import RunSummary
@@ -46,6 +46,7 @@ def training_params(registry_root: str | Path, model: str, data_uri: str) -> Tra
         extra["estimator"] = lineage["estimator"]
     if isinstance(lineage.get("params"), dict):
         extra["params"] = lineage["params"]
+    extra.update(champion_thresholds(champion, contract.task))
     return TrainingParams(
         data_uri=data_uri,
         target=contract.target.name,
@@ -54,6 +55,23 @@ def training_params(registry_root: str | Path, model: str, data_uri: str) -> Tra
         registry_root=str(registry_root),
         **extra,
     )
+
+
+def champion_thresholds(champion: ModelVersion | None, task: str) -> dict[str, Any]:
+    """``thresholds``/``max_regression`` for a retrain: the policy the champion was blessed
+    under (its lineage), else the defaults of ``kfops run``; never no thresholds at all, so an
+    alert-started run is held to the same bar as any run."""
+    from kfops.blessing import DEFAULT_THRESHOLDS, policy_of_lineage
+
+    policy = policy_of_lineage(champion.lineage or {}, task) if champion is not None else None
+    if policy is None:
+        if champion is not None:
+            log.warning(
+                "%s %s records no blessing policy: retraining against the default thresholds %s",
+                champion.model, champion.version, DEFAULT_THRESHOLDS[task],
+            )  # fmt: skip
+        return {"thresholds": dict(DEFAULT_THRESHOLDS[task])}
+    return {"thresholds": dict(policy.thresholds), "max_regression": policy.max_regression}
 
 
 def data_path(

@@ -14,9 +14,16 @@ An alert storm therefore makes one run, not hundreds. When a run cannot be submi
 Kubeflow host is unreachable) the trigger logs a clear error and answers 503, so Alertmanager
 retries the notification: nothing is lost, the alert stays firing. Malformed JSON is a 400.
 
+Only models that exist are acted on (``state.ModelCatalog``: the registry's models, or an
+allowlist on Kubeflow); alerts naming any other model are ignored and counted
+(``unknown_model``). The de-duplication ledger is bounded and expires in order, and it and the
+cooldowns survive a restart (``state.StateStore``, next to the registry). The HTTP side (bearer
+token, loopback-only without one, bounded threads, timeouts, body limit) is ``http``.
+
 ``GET /metrics`` exports kfops_trigger_webhooks_total, kfops_trigger_runs_total{outcome},
-kfops_trigger_skipped_total{reason} and kfops_trigger_runs_in_flight; ``GET /status`` returns
-the per-model state as JSON; ``GET /healthz`` answers ok.
+kfops_trigger_skipped_total{reason}, kfops_trigger_runs_in_flight, kfops_trigger_dedup_keys,
+kfops_trigger_dedup_evictions_total and kfops_trigger_state_write_failures_total;
+``GET /status`` returns the per-model state as JSON; ``GET /healthz`` answers ok.
 """
 
 from kfops.trigger.decisions import (
@@ -31,13 +38,14 @@ from kfops.trigger.decisions import (
     STARTED,
     SUBMIT_FAILED,
     SUCCEEDED,
+    UNKNOWN_MODEL,
     BadRequest,
     Decision,
     ModelState,
     RetrainTrigger,
     parse_notification,
 )
-from kfops.trigger.http import MAX_BODY, make_server, serve
+from kfops.trigger.http import make_server, serve
 from kfops.trigger.launchers import (
     KubeflowLauncher,
     Launcher,
@@ -54,12 +62,12 @@ __all__ = [
     "DUPLICATE",
     "FAILED",
     "IN_FLIGHT",
-    "MAX_BODY",
     "NO_MODEL",
     "RESOLVED",
     "STARTED",
     "SUBMIT_FAILED",
     "SUCCEEDED",
+    "UNKNOWN_MODEL",
     "BadRequest",
     "Decision",
     "KubeflowLauncher",

@@ -17,22 +17,35 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kfops.errors import ConfigError, KfopsError
 from kfops.trigger.launchers import Launcher, RetrainRequest, RunOutcome, new_run_id
+from kfops.trigger.state import (
+    DEFAULT_MAX_KEYS,
+    AlertLedger,
+    ModelCatalog,
+    StateStore,
+    alert_key,
+)
 
 log = logging.getLogger("kfops.trigger")
 
 DEFAULT_COOLDOWN = 3600.0
 DEFAULT_DEDUP_TTL = 7 * 86400.0
+FLUSH_SECONDS = 1.0  # de-duplication marks reach the state file within this
+MAX_RESTORED_MODELS = 10_000
 
 # Outcomes of kfops_trigger_runs_total.
 STARTED, SUBMIT_FAILED, SUCCEEDED, FAILED = "started", "submit_failed", "succeeded", "failed"
 # Reasons of kfops_trigger_skipped_total.
-DUPLICATE, IN_FLIGHT, COOLDOWN, RESOLVED, NO_MODEL = (
+DUPLICATE, IN_FLIGHT, COOLDOWN, RESOLVED, NO_MODEL, UNKNOWN_MODEL = (
     "duplicate",
     "in_flight",
     "cooldown",
     "resolved",
     "no_model",
+    "unknown_model",
 )
+INTERRUPTED = "interrupted"  # last_outcome of a run in flight when the trigger stopped
+# Statuses of kfops_trigger_webhooks_total.
+WEBHOOK_STATUSES = ("accepted", "bad_request", "retry", "unauthorized", "too_large")
 
 
 class BadRequest(KfopsError):
@@ -74,7 +87,7 @@ def _alert_key(alert: dict[str, Any]) -> str:
     """One alert instance: its fingerprint (label set) and when it started firing."""
     labels = alert.get("labels") or {}
     fingerprint = alert.get("fingerprint") or json.dumps(labels, sort_keys=True)
-    return f"{fingerprint}@{alert.get('startsAt', '')}"
+    return alert_key(str(fingerprint), str(alert.get("startsAt", "")))
 
 
 def parse_notification(body: bytes) -> dict[str, Any]:
@@ -83,6 +96,10 @@ def parse_notification(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # json's C decoder refuses nesting past the recursion limit
+        raise BadRequest(
+            "body is not an Alertmanager notification: JSON nested too deeply"
+        ) from None
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object (an Alertmanager notification)")
     alerts = payload.get("alerts")
@@ -107,7 +124,13 @@ class RetrainTrigger:
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
+        models: ModelCatalog | None = None,
+        state: StateStore | None = None,
+        max_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
+        """``models``: which model names may start runs (None accepts every valid name: for
+        tests; ``kfops trigger`` always passes one). ``state``: where de-duplication and
+        cooldowns persist (None: memory only)."""
         if cooldown < 0:
             raise ConfigError(f"cooldown must not be negative, got {cooldown}")
         self.launcher = launcher
@@ -115,10 +138,15 @@ class RetrainTrigger:
         self.dedup_ttl = dedup_ttl
         self.clock = clock
         self.registry = registry or CollectorRegistry()
+        self.models = models
+        self.state = state
         self._lock = threading.Lock()
         self._models: dict[str, ModelState] = {}
-        self._seen: dict[str, float] = {}  # alert key -> when acted on
+        self._ledger = AlertLedger(dedup_ttl, max_keys, on_evict=self._evicted)
         self._keys_of_run: dict[str, list[str]] = {}
+        self._dirty = threading.Event()
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kfops-run")
         self._futures: set[Any] = set()
         self.webhooks = Counter(
@@ -136,12 +164,37 @@ class RetrainTrigger:
             "kfops_trigger_runs_in_flight", "Training runs in progress.", registry=self.registry
         )
         # Every label value shows up (as 0) before it first happens: dashboards need no absent().
+        self.dedup_keys = Gauge(
+            "kfops_trigger_dedup_keys", "Alert keys remembered for de-duplication.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.dedup_evictions = Counter(
+            "kfops_trigger_dedup_evictions",
+            "Alert keys dropped before expiry because the de-duplication cap was reached.",
+            registry=self.registry,
+        )
+        self.state_write_failures = Counter(
+            "kfops_trigger_state_write_failures",
+            "Failed writes of the trigger's state file (state then lives in memory only).",
+            registry=self.registry,
+        )
+        self.connections_rejected = Counter(
+            "kfops_trigger_connections_rejected",
+            "Connections refused because every worker was busy.",
+            registry=self.registry,
+        )
         for outcome in (STARTED, SUBMIT_FAILED, SUCCEEDED, FAILED):
             self.runs.labels(outcome)
-        for reason in (DUPLICATE, IN_FLIGHT, COOLDOWN, RESOLVED, NO_MODEL):
+        for reason in (DUPLICATE, IN_FLIGHT, COOLDOWN, RESOLVED, NO_MODEL, UNKNOWN_MODEL):
             self.skipped.labels(reason)
-        for status in ("accepted", "bad_request", "retry"):
+        for status in WEBHOOK_STATUSES:
             self.webhooks.labels(status)
+        if state is not None:
+            self._restore(state.load())
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="kfops-trigger-state", daemon=True
+            )
+            self._flusher.start()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -150,8 +203,86 @@ class RetrainTrigger:
             return {
                 "launcher": self.launcher.where,
                 "cooldown_seconds": self.cooldown,
+                "dedup_keys": len(self._ledger),
+                "dedup_max_keys": self._ledger.max_keys,
+                "acts_on": self.models.describe() if self.models else "any model name",
+                "state_file": str(self.state.path) if self.state else None,
                 "models": {m: asdict(s) for m, s in sorted(self._models.items())},
             }
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _evicted(self, count: int) -> None:
+        self.dedup_evictions.inc(count)
+        log.warning("de-duplication cap of %d keys reached: dropped the %d oldest",
+                    self._ledger.max_keys, count)  # fmt: skip
+
+    def _snapshot(self) -> dict[str, Any]:
+        # Caller holds self._lock.
+        return {
+            "saved_at": self.clock(),
+            "models": {m: asdict(s) for m, s in self._models.items()},
+            "seen": self._ledger.items(),
+        }
+
+    def _restore(self, data: dict[str, Any] | None) -> None:
+        from kfops.registry import validate_model_name
+
+        if not data:
+            return
+        now = self.clock()
+        with self._lock:
+            self._ledger.restore(data.get("seen") or [], now)
+            models = data.get("models")
+            if not isinstance(models, dict):
+                models = {}
+            for name, saved in list(models.items())[:MAX_RESTORED_MODELS]:
+                try:
+                    validate_model_name(name)
+                except KfopsError:
+                    continue
+                if not isinstance(saved, dict):
+                    continue
+                state = ModelState()
+                started = saved.get("last_started")
+                state.last_started = float(started) if isinstance(started, int | float) else None
+                for attr in ("last_run", "last_outcome", "last_detail"):
+                    value = saved.get(attr)
+                    setattr(state, attr, str(value) if value is not None else None)
+                runs = saved.get("runs")
+                state.runs = runs if isinstance(runs, int) else 0
+                if saved.get("in_flight"):
+                    # We cannot follow a run across a restart: its start still counts for the
+                    # cooldown, and its alerts stay marked.
+                    state.last_run = str(saved["in_flight"])
+                    state.last_outcome = INTERRUPTED
+                    state.last_detail = (
+                        f"run {state.last_run} was in flight when the trigger stopped"
+                    )
+                self._models[name] = state
+            self.dedup_keys.set(len(self._ledger))
+        log.info("restored trigger state from %s: %d models, %d alert keys",
+                 self.state.path if self.state else "?", len(self._models),
+                 len(self._ledger))  # fmt: skip
+
+    def _persist(self, now: bool = False) -> None:
+        """Write the state file now (a run started or ended), or soon (alerts marked)."""
+        if self.state is None:
+            return
+        if not now:
+            self._dirty.set()
+            return
+        self._dirty.clear()
+        with self._lock:
+            snapshot = self._snapshot()
+        if not self.state.save(snapshot):
+            self.state_write_failures.inc()
+
+    def _flush_loop(self) -> None:
+        while not self._closed.is_set():
+            if self._dirty.wait(FLUSH_SECONDS) and not self._closed.is_set():
+                self._closed.wait(FLUSH_SECONDS)  # batch a storm's marks into one write
+                self._persist(now=True)
 
     def wait_idle(self, timeout: float = 600.0) -> bool:
         """Block until no run is in flight (tests, shutdown). False on timeout."""
@@ -164,7 +295,10 @@ class RetrainTrigger:
         return False
 
     def close(self) -> None:
+        self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.state is not None:
+            self._persist(now=True)
 
     # -- the webhook ---------------------------------------------------------------------------
 
@@ -176,39 +310,69 @@ class RetrainTrigger:
             self.webhooks.labels("bad_request").inc()
             log.warning("rejected webhook: %s", exc)
             return HTTPStatus.BAD_REQUEST, {"error": str(exc)}
-        decisions = self.decide(payload)
+        decisions, ignored = self._decide(payload)
         failed = [d for d in decisions if d.action == "failed"]
         self.webhooks.labels("retry" if failed else "accepted").inc()
         body_out: dict[str, Any] = {"decisions": [d.to_dict() for d in decisions]}
+        if ignored:
+            body_out["ignored"] = ignored
         if failed:
             body_out["error"] = "; ".join(d.message for d in failed)
             return HTTPStatus.SERVICE_UNAVAILABLE, body_out
         return HTTPStatus.OK, body_out
 
     def decide(self, payload: dict[str, Any]) -> list[Decision]:
+        return self._decide(payload)[0]
+
+    def _decide(self, payload: dict[str, Any]) -> tuple[list[Decision], dict[str, Any]]:
+        """Decisions for the known models an alert names, and what was ignored (counted,
+        logged once per notification: a storm of junk costs one line, not one per alert)."""
         by_model: dict[str, list[dict[str, Any]]] = {}
+        known = self.models.known() if self.models is not None else None
+        unknown: dict[str, int] = {}
+        resolved = no_model = 0
         for alert in payload["alerts"]:
             labels = alert.get("labels") or {}
             if alert.get("status", payload.get("status")) != "firing":
-                self.skipped.labels(RESOLVED).inc()
-                log.info("ignoring resolved alert %s", _describe(alert))
+                resolved += 1
                 continue
             model = labels.get("model")
             if not isinstance(model, str) or not model:
-                self.skipped.labels(NO_MODEL).inc()
-                log.warning("ignoring alert %s: it has no 'model' label", _describe(alert))
+                no_model += 1
+                continue
+            if (known is not None and model not in known) or not _valid_name(model):
+                unknown[model] = unknown.get(model, 0) + 1
                 continue
             by_model.setdefault(model, []).append(alert)
-        return [self._decide_model(model, alerts) for model, alerts in sorted(by_model.items())]
+        ignored: dict[str, Any] = {}
+        if resolved:
+            self.skipped.labels(RESOLVED).inc(resolved)
+            ignored["resolved"] = resolved
+        if no_model:
+            self.skipped.labels(NO_MODEL).inc(no_model)
+            ignored["no_model"] = no_model
+            log.warning("ignoring %d alert(s) without a 'model' label", no_model)
+        if unknown:
+            count = sum(unknown.values())
+            self.skipped.labels(UNKNOWN_MODEL).inc(count)
+            shown = sorted(unknown)[:5]
+            ignored["unknown_model"] = {"alerts": count, "models": len(unknown), "some": shown}
+            log.warning(
+                "ignoring %d alert(s) for %d model(s) this trigger does not serve (%s), e.g. %s",
+                count, len(unknown), self.models.describe() if self.models else "?",
+                ", ".join(repr(m[:64]) for m in shown),
+            )  # fmt: skip
+        decisions = [self._decide_model(m, alerts) for m, alerts in sorted(by_model.items())]
+        return decisions, ignored
 
     def _decide_model(self, model: str, alerts: list[dict[str, Any]]) -> Decision:
         now = self.clock()
         keys = [_alert_key(a) for a in alerts]
         names = tuple(sorted({_describe(a) for a in alerts}))
         with self._lock:
-            self._prune(now)
+            self._ledger.expire(now)
             state = self._models.setdefault(model, ModelState())
-            fresh = [k for k in keys if k not in self._seen]
+            fresh = [k for k in keys if k not in self._ledger]
             if not fresh:
                 return self._skip(model, DUPLICATE, f"{', '.join(names)} already acted on")
             if state.in_flight:
@@ -240,8 +404,8 @@ class RetrainTrigger:
             with self._lock:
                 # Not remembered: Alertmanager retries on our 503 and we try again.
                 state.in_flight = None
-                for key in self._keys_of_run.pop(request.run_id, []):
-                    self._seen.pop(key, None)
+                self._ledger.forget(self._keys_of_run.pop(request.run_id, []))
+                self.dedup_keys.set(len(self._ledger))
             self.runs.labels(SUBMIT_FAILED).inc()
             log.error("%s: could not start a training run for %s: %s", model,
                       ", ".join(names), exc)  # fmt: skip
@@ -254,6 +418,7 @@ class RetrainTrigger:
                 self._keys_of_run[handle] = self._keys_of_run.pop(request.run_id, [])
             self.runs.labels(STARTED).inc()
             self.in_flight.inc()
+        self._persist(now=True)  # a restart right after this must still see the cooldown
         log.info("%s: started %s training run %s for %s", model, self.launcher.where, handle,
                  ", ".join(names))  # fmt: skip
         future = self._pool.submit(self._follow, request, handle)
@@ -267,15 +432,11 @@ class RetrainTrigger:
         return Decision(model, "skipped", reason, message)
 
     def _mark(self, keys: list[str], now: float, run: str | None) -> None:
-        for key in keys:
-            self._seen[key] = now
+        self._ledger.mark(keys, now)
+        self.dedup_keys.set(len(self._ledger))
         if run is not None:
             self._keys_of_run.setdefault(run, []).extend(keys)
-
-    def _prune(self, now: float) -> None:
-        stale = [k for k, t in self._seen.items() if now - t > self.dedup_ttl]
-        for key in stale:
-            del self._seen[key]
+        self._persist()
 
     def _follow(self, request: RetrainRequest, handle: str) -> None:
         try:
@@ -292,9 +453,20 @@ class RetrainTrigger:
             keys = self._keys_of_run.pop(handle, [])
             if not outcome.succeeded:
                 # Let the still-firing alert, re-sent after the cooldown, try again.
-                for key in keys:
-                    self._seen.pop(key, None)
+                self._ledger.forget(keys)
+                self.dedup_keys.set(len(self._ledger))
             self.runs.labels(state.last_outcome).inc()
             self.in_flight.dec()
+        self._persist(now=True)
         level = logging.INFO if outcome.succeeded else logging.ERROR
         log.log(level, "%s: %s", request.model, outcome.detail)
+
+
+def _valid_name(model: str) -> bool:
+    from kfops.registry import validate_model_name
+
+    try:
+        validate_model_name(model)
+    except KfopsError:
+        return False
+    return True

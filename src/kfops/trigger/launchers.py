@@ -184,15 +184,19 @@ class KubeflowLauncher:
         self._tmp: Any = None
 
     def _params(self, request: RetrainRequest) -> TrainingParams:
-        from kfops.steps.retrain import training_params
+        from kfops.registry import Registry
+        from kfops.steps.retrain import champion_thresholds, training_params
 
         if self.training_target and self.task:
+            # The champion's bar when the registry has one, else the defaults: never none.
+            champion = Registry(self.registry_root).find(request.model, "champion")
             return TrainingParams(
                 data_uri=self.data_uri,
                 target=self.training_target,
                 task=self.task,
                 model_name=request.model,
                 registry_root=self.registry_root,
+                **champion_thresholds(champion, self.task),
             )
         return training_params(self.registry_root, request.model, self.data_uri)
 
