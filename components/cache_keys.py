@@ -13,12 +13,22 @@ from kfops.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def cache_keys(data_uri: str, registry_root: str, model_name: str, use_cache: bool) -> NamedTuple(
-    "CacheKeys", data=str, champion=str
-):
+def cache_keys(
+    data_uri: str,
+    registry_root: str,
+    model_name: str,
+    use_cache: bool,
+    run_id: str = "",
+    job_id: str = "",
+) -> NamedTuple("CacheKeys", data=str, champion=str):
     from collections import namedtuple
 
     from kfops import caching
+    from kfops.steps._run import RunContext
 
-    found = caching.keys(data_uri, registry_root, model_name, bool(use_cache))
+    # The first task to read the data: an unreadable source ends the run here, as extract's
+    # one-line error (this task is never cached, so it may take the job id).
+    ctx = RunContext.of(registry_root, run_id, job_id)
+    with ctx.task("extract"):
+        found = caching.keys(data_uri, registry_root, model_name, bool(use_cache))
     return namedtuple("CacheKeys", ["data", "champion"])(found.data, found.champion)

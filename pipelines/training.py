@@ -95,7 +95,7 @@ def training_pipeline(
     tasks = []
     keys = cache_keys(
         data_uri=data_uri, registry_root=registry_root, model_name=model_name,
-        use_cache=use_cache,
+        use_cache=use_cache, **run_ids,
     ).set_display_name("cache keys")  # fmt: skip
     keys.set_caching_options(False)
     extracted = extract(
