@@ -1,6 +1,10 @@
 """The training pipeline: extract -> validate -> prepare -> train -> evaluate -> bless ->
 (if blessed) register -> deploy.
 
+train also converts the model to its ONNX twin; register verifies the twin on the held-out split
+and keeps it only when it matches. evaluate computes the permutation importance that register
+puts in the lineage and the model card.
+
 Runs unchanged under kfp.local (SubprocessRunner, DockerRunner) and on a Kubeflow cluster.
 Paths and URIs are string parameters because kfp.local does not take artifact inputs.
 """
@@ -135,6 +139,7 @@ def training_pipeline(
         model=trained.outputs["model"],
         test=prepared.outputs["test"],
         contract=validated.outputs["contract"],
+        seed=seed,
         **run,
     ).set_display_name("evaluate")
     blessed = bless(
@@ -153,11 +158,16 @@ def training_pipeline(
             contract=validated.outputs["contract"],
             reference_profile=trained.outputs["reference_profile"],
             evaluation=evaluated.outputs["evaluation"],
+            importance=evaluated.outputs["importance"],
+            test=prepared.outputs["test"],
+            twin=trained.outputs["twin"],
+            twin_json=trained.outputs["twin_json"],
+            explainer=trained.outputs["explainer"],
             snapshot=extracted.outputs["snapshot"],
             data_uri=data_uri,
             fingerprint=extracted.outputs["fingerprint"],
             estimator=estimator,
-            params_json=trained.outputs["Output"],
+            params_json=trained.outputs["params_json"],
             seed=seed,
             test_size=test_size,
             decision=blessed.outputs["decision"],
@@ -166,7 +176,7 @@ def training_pipeline(
         ).set_display_name("register")
         deployed = deploy(
             model_name=model_name,
-            version=registered.output,
+            version=registered.outputs["Output"],
             registry_root=registry_root,
             target=deploy_target,
             namespace=namespace,

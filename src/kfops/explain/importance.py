@@ -98,6 +98,16 @@ class Importance:
             ),
         )
 
+    def summary(self, top: int = 3) -> str:
+        """One line for a run summary: the ``top`` features by share, and how it was measured."""
+        shown = ", ".join(f"{f.feature} {f.share:.0%}" for f in self.features[:top])
+        more = len(self.features) - top
+        shown += f" (+{more} more)" if more > 0 else ""
+        return (
+            f"{shown or 'none'}; {self.metric} worsening, {self.n_rows} held-out rows x "
+            f"{self.n_repeats} repeats"
+        )
+
     def metrics(self, prefix: str = "importance_") -> dict[str, float]:
         """Flat name -> share for a KFP Metrics artifact (``log_metric`` takes floats)."""
         return {f"{prefix}{f.feature}": f.share for f in self.features}
