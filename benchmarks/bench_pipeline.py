@@ -31,25 +31,32 @@ def direct(data_uri: str, target: str, task: str, registry: str) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="kfops-direct-"))
     ctx = RunContext.of(registry)
-    p = {n: work / n for n in ("snapshot", "contract", "train", "test", "model", "profile")}
-    evaluation = work / "evaluation.json"
+    names = ("snapshot", "contract", "train", "test", "model", "profile", "twin", "explainer")
+    p = {n: work / n for n in (*names, "evaluation", "importance")}
     fp = extract.run(extract.ExtractInputs(data_uri, p["snapshot"]), ctx)
     validate.run(validate.ValidateInputs(p["snapshot"], target, task, "bench", p["contract"]), ctx)
     prepare.run(
         prepare.PrepareInputs(p["snapshot"], p["contract"], p["train"], p["test"], 0.2, 42), ctx
     )
-    train.run(
+    trained = train.run(
         train.TrainInputs(
-            p["train"], p["contract"], "logistic_regression", 42, p["model"], p["profile"]
+            p["train"], p["contract"], "logistic_regression", 42, p["model"], p["profile"],
+            p["twin"], p["explainer"],
+        ),
+        ctx,
+    )  # fmt: skip
+    evaluate.run(
+        evaluate.EvaluateInputs(
+            p["model"], p["test"], p["contract"], p["evaluation"], p["importance"], 42
         ),
         ctx,
     )
-    evaluate.run(evaluate.EvaluateInputs(p["model"], p["test"], p["contract"], evaluation), ctx)
-    decision = bless.run(bless.BlessInputs(evaluation, p["test"], "bench", 0.01), ctx)
+    decision = bless.run(bless.BlessInputs(p["evaluation"], p["test"], "bench", 0.01), ctx)
     if decision.blessed:
         version = register.run(
             register.RegisterInputs(
-                "bench", p["model"], p["contract"], p["profile"], evaluation,
+                "bench", p["model"], p["contract"], p["profile"], p["evaluation"],
+                p["importance"], p["test"], p["twin"], trained.twin, p["explainer"],
                 {"data_fingerprint": fp.sha256},
             ),
             ctx,

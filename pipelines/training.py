@@ -187,7 +187,7 @@ def training_pipeline(
             **run_ids,
         ).set_display_name("deploy")
         tasks += [registered, deployed]
-        sized(registered, "small")
+        sized(registered, "data")
         sized(deployed, "small")
     tasks += [keys, extracted, validated, prepared, trained, evaluated, blessed]
     for task in tasks:
