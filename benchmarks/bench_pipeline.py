@@ -61,7 +61,8 @@ def direct(data_uri: str, target: str, task: str, registry_root: str) -> None:
     registry = Path(registry_root)
     registry.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="direct-", dir=registry.parent))
-    f = {n: work / n for n in ("snapshot", "contract", "train", "test", "model", "profile")}
+    names = ("snapshot", "contract", "train", "test", "model", "profile", "twin", "explainer")
+    f = {n: work / n for n in (*names, "importance")}
     ctx = RunContext.of(registry)
     tracking.record_step(
         registry, ctx.run_id, "params", {"data_uri": data_uri, "model": MODEL_NAME}
@@ -81,12 +82,18 @@ def direct(data_uri: str, target: str, task: str, registry_root: str) -> None:
         ctx,
     )
     trained = train.run(
-        train.TrainInputs(f["train"], f["contract"], ESTIMATOR, SEED, f["model"], f["profile"]),
+        train.TrainInputs(
+            f["train"], f["contract"], ESTIMATOR, SEED, f["model"], f["profile"], f["twin"],
+            f["explainer"],
+        ),
         ctx,
     )
     evaluation = work / "evaluation.json"
     result = evaluate.run(
-        evaluate.EvaluateInputs(f["model"], f["test"], f["contract"], evaluation), ctx
+        evaluate.EvaluateInputs(
+            f["model"], f["test"], f["contract"], evaluation, f["importance"], SEED
+        ),
+        ctx,
     )
     write_json_atomic(
         work / "dashboard.json",
@@ -110,7 +117,8 @@ def direct(data_uri: str, target: str, task: str, registry_root: str) -> None:
     }  # fmt: skip
     version = register.run(
         register.RegisterInputs(
-            MODEL_NAME, f["model"], f["contract"], f["profile"], evaluation, lineage
+            MODEL_NAME, f["model"], f["contract"], f["profile"], evaluation, f["importance"],
+            f["test"], f["twin"], trained.twin, f["explainer"], lineage,
         ),
         ctx,
     )

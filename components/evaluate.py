@@ -1,4 +1,5 @@
-"""Evaluate: metrics on the held-out split, as the Kubeflow dashboard renders them."""
+"""Evaluate: metrics and permutation importance on the held-out split, as the Kubeflow
+dashboard renders them."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
@@ -11,10 +12,12 @@ def evaluate(
     model: Input[Model],
     test: Input[Dataset],
     contract: Input[Artifact],
+    seed: int,
     registry_root: str,
     run_id: str,
     job_id: str,
     evaluation: Output[Artifact],
+    importance: Output[Artifact],
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[HTML],
@@ -33,13 +36,17 @@ def evaluate(
             test_path=Path(test.path),
             contract_path=Path(contract.path),
             evaluation_path=Path(evaluation.path),
+            importance_path=Path(importance.path),
+            seed=seed,
         )
         result = step.run(inputs, ctx)
-    for name, value in result.evaluation.metrics.items():
+    for name, value in {**result.evaluation.metrics, **result.importance.metrics()}.items():
         metrics.log_metric(name, value)
     if result.curves is not None:
         classification_metrics.log_confusion_matrix(result.curves.labels, result.curves.matrix)
         classification_metrics.log_roc_curve(
             result.curves.fpr, result.curves.tpr, result.curves.thresholds
         )
-    write_text_atomic(Path(report.path), render_report(result.evaluation, "Evaluation", None))
+    importance.metadata["metric"] = result.importance.metric
+    page = render_report(result.evaluation, "Evaluation", None, result.importance)
+    write_text_atomic(Path(report.path), page)

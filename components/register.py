@@ -1,7 +1,8 @@
-"""Register: a blessed model becomes an immutable registry version with its lineage."""
+"""Register: a blessed model becomes an immutable registry version with its lineage; its ONNX
+twin joins it only when verified on the held-out split. Shows the version's model card."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
 from kfops.components._image import IMAGE
 
@@ -13,6 +14,11 @@ def register(
     contract: Input[Artifact],
     reference_profile: Input[Artifact],
     evaluation: Input[Artifact],
+    importance: Input[Artifact],
+    test: Input[Dataset],
+    twin: Input[Model],
+    twin_json: str,
+    explainer: Input[Artifact],
     snapshot: Input[Dataset],
     data_uri: str,
     fingerprint: str,
@@ -25,13 +31,16 @@ def register(
     registry_root: str,
     run_id: str,
     job_id: str,
+    model_card: Output[Markdown],
 ) -> str:
     from pathlib import Path
 
     from kfops.components import _decode
-    from kfops.io import read_json
+    from kfops.explain.model_card import MODEL_CARD_FILE
+    from kfops.io import read_json, write_text_atomic
     from kfops.steps import register as step
     from kfops.steps._run import RunContext
+    from kfops.twin.record import TwinRecord
 
     ctx = RunContext.of(registry_root, run_id, job_id)
     with ctx.task("register"):
@@ -53,7 +62,14 @@ def register(
             contract_path=Path(contract.path),
             profile_path=Path(reference_profile.path),
             evaluation_path=Path(evaluation.path),
+            importance_path=Path(importance.path),
+            test_path=Path(test.path),
+            twin_path=Path(twin.path),
+            twin=TwinRecord.from_dict(_decode.json_object(twin_json, "twin record")),
+            explainer_path=Path(explainer.path),
             lineage=lineage,
         )
         version = step.run(inputs, ctx)
+    write_text_atomic(Path(model_card.path), version.file(MODEL_CARD_FILE).read_text())
+    print(f"twin: {TwinRecord.from_dict(version.lineage['twin']).summary()}")
     return version.version

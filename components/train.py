@@ -1,4 +1,7 @@
-"""Train: fit the sklearn Pipeline (preprocessing inside) and the drift reference profile."""
+"""Train: fit the sklearn Pipeline (preprocessing inside), the drift reference profile, the
+explainer's background, and the ONNX twin (verified later, at registration)."""
+
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -18,8 +21,11 @@ def train(
     job_id: str,
     model: Output[Model],
     reference_profile: Output[Artifact],
-) -> str:
+    twin: Output[Model],
+    explainer: Output[Artifact],
+) -> NamedTuple("TrainOutputs", params_json=str, twin_json=str):
     import json
+    from collections import namedtuple
     from pathlib import Path
 
     from kfops.components import _decode
@@ -36,7 +42,17 @@ def train(
             seed=seed,
             model_path=Path(model.path),
             profile_path=Path(reference_profile.path),
+            twin_path=Path(twin.path),
+            explainer_path=Path(explainer.path),
         )
         result = step.run(inputs, ctx)
     model.metadata.update({"estimator": estimator, "framework": "scikit-learn"})
-    return json.dumps(result.params, sort_keys=True)
+    twin.metadata.update({"framework": "onnx", "status": result.twin.status})
+    if result.twin.reason:
+        twin.metadata["reason"] = result.twin.reason
+    print(f"twin: {result.twin.summary()}")
+    outputs = namedtuple("TrainOutputs", ["params_json", "twin_json"])
+    return outputs(
+        json.dumps(result.params, sort_keys=True),
+        json.dumps(result.twin.to_dict(), sort_keys=True),
+    )

@@ -9,9 +9,10 @@ from typing import Any
 
 # size -> (cpu request, memory request, cpu limit, memory limit)
 SIZES = {
-    # bookkeeping: cache keys, register, deploy, tuning asks (imports, a few files)
+    # bookkeeping: cache keys, deploy, tuning asks (imports, a few files)
     "small": ("100m", "256Mi", "1", "1Gi"),
-    # reads the whole table: extract, validate, prepare, evaluate, bless, monitor
+    # reads the whole table: extract, validate, prepare, evaluate, bless, monitor, register
+    # (which verifies the ONNX twin on the whole held-out split)
     "data": ("250m", "512Mi", "2", "4Gi"),
     # fits models: train, tuning trials
     "train": ("500m", "512Mi", "2", "4Gi"),

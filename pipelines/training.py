@@ -1,6 +1,10 @@
 """The training pipeline: extract -> validate -> prepare -> train -> evaluate -> bless ->
 (if blessed) register -> deploy.
 
+train also converts the model to its ONNX twin; register verifies the twin on the held-out split
+and keeps it only when it matches. evaluate computes the permutation importance that register
+puts in the lineage and the model card.
+
 Runs unchanged under kfp.local (SubprocessRunner, DockerRunner) and on a Kubeflow cluster.
 Paths and URIs are string parameters because kfp.local does not take artifact inputs.
 """
@@ -149,6 +153,7 @@ def training_pipeline(
         model=trained.outputs["model"],
         test=prepared.outputs["test"],
         contract=validated.outputs["contract"],
+        seed=seed,
         **run,
     ).set_display_name("evaluate")
     blessed = bless(
@@ -167,11 +172,16 @@ def training_pipeline(
             contract=validated.outputs["contract"],
             reference_profile=trained.outputs["reference_profile"],
             evaluation=evaluated.outputs["evaluation"],
+            importance=evaluated.outputs["importance"],
+            test=prepared.outputs["test"],
+            twin=trained.outputs["twin"],
+            twin_json=trained.outputs["twin_json"],
+            explainer=trained.outputs["explainer"],
             snapshot=extracted.outputs["snapshot"],
             data_uri=data_uri,
             fingerprint=extracted.outputs["fingerprint"],
             estimator=estimator,
-            params_json=trained.outputs["Output"],
+            params_json=trained.outputs["params_json"],
             seed=seed,
             test_size=test_size,
             decision=blessed.outputs["decision"],
@@ -180,7 +190,7 @@ def training_pipeline(
         ).set_display_name("register")
         deployed = deploy(
             model_name=model_name,
-            version=registered.output,
+            version=registered.outputs["Output"],
             registry_root=registry_root,
             target=deploy_target,
             namespace=namespace,
@@ -191,7 +201,7 @@ def training_pipeline(
             **run_ids,
         ).set_display_name("deploy")
         tasks += [registered, deployed]
-        sized(registered, "small")
+        sized(registered, "data")
         sized(deployed, "small")
     tasks += [keys, extracted, validated, prepared, trained, evaluated, blessed]
     for task in tasks:

@@ -288,6 +288,15 @@ class Coercion:
         """Input names of the features of these kinds, in contract order."""
         return [g.name for g in self.inputs if g.kind in kinds]
 
+    def inputs_of(self, feature: str) -> tuple[GraphInput, ...]:
+        """The inputs coerced from one raw feature (five for a datetime, else one), so that
+        whoever reads the fitted preprocessing (explanations) maps its columns back to the
+        column the user sent without parsing input names."""
+        found = tuple(g for g in self.inputs if g.feature == feature)
+        if not found:
+            raise DataError(f"{feature!r} is not a feature of this coercion")
+        return found
+
     def coerce(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Feature name -> raw values (list, ndarray or Series, all the same length) in;
         input name -> (n, 1) array out. Extra columns are ignored."""

@@ -48,6 +48,10 @@ class RunSummary:
     aliases: dict[str, str]
     model_sha256: str | None
     error: str | None = None
+    # The ONNX twin (kfops.twin.record.TwinRecord.to_dict(): register's verdict, else train's
+    # conversion) and the permutation importance (kfops.explain.importance), when recorded.
+    twin: dict[str, Any] | None = None
+    importance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -276,4 +280,16 @@ def summarize(registry_root: Path, run_id: str, model_name: str) -> RunSummary:
         aliases=aliases,
         model_sha256=sha,
         error=record.error,
+        twin=_step_value(record, ("register", "train"), "twin"),
+        importance=_step_value(record, ("evaluate",), "importance"),
     )
+
+
+def _step_value(record: tracking.RunRecord, steps: tuple[str, ...], key: str) -> Any:
+    """``key`` from the first of ``steps`` that recorded it (register's twin verdict wins over
+    train's conversion)."""
+    for step in steps:
+        value = record.steps.get(step, {}).get(key)
+        if isinstance(value, dict):
+            return value
+    return None

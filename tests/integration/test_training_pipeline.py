@@ -8,6 +8,7 @@ import pytest
 
 from kfops import tracking
 from kfops.datasets import default_data_path
+from kfops.io import read_json
 from kfops.local_runner import TrainingParams, run_training
 from kfops.registry import Registry
 
@@ -37,6 +38,9 @@ def test_two_runs_register_versions_with_lineage_and_judge_against_champion(
     assert first.metrics["f1_macro"] >= 0.9
     assert any("no champion" in reason for reason in first.reasons)
     assert first.aliases.get("champion") == "v1"
+    # The twin was verified at registration; the importance was measured at evaluation.
+    assert first.twin is not None and first.twin["status"] == "verified", first.twin
+    assert first.importance is not None and first.importance["metric"] == "f1_macro"
 
     second = run_training(_params(registry_root))
     assert second.version == "v2"
@@ -54,7 +58,12 @@ def test_two_runs_register_versions_with_lineage_and_judge_against_champion(
         registry.verify_dir(version.path)
         files = set(version.manifest["files"])
         assert {"model.joblib", "contract.json", "reference_profile.json", "metrics.json"} <= files
+        assert {"model.onnx", "explainer.json", "MODEL_CARD.md"} <= files
         lineage = version.lineage
+        assert lineage["twin"]["status"] == "verified" and lineage["twin"]["verdict"]["passed"]
+        assert {f["feature"] for f in lineage["importance"]["features"]} == {
+            f["name"] for f in read_json(version.path / "contract.json")["features"]
+        }
         assert lineage["data_fingerprint"] == first.fingerprint
         assert lineage["estimator"] == "logistic_regression"
         assert lineage["blessing"]["blessed"] is True
@@ -76,6 +85,8 @@ def test_rejected_model_changes_no_alias(tmp_path: Path) -> None:
     assert rejected.blessed is False
     assert rejected.version is None
     assert any("log_loss" in r and "fail" in r for r in rejected.reasons), rejected.reasons
+    # Converted at training, never verified: nothing was registered.
+    assert rejected.twin is not None and rejected.twin["status"] == "converted"
     registry = Registry(registry_root)
     assert [v.version for v in registry.versions("penguins")] == ["v1"]
     assert registry.get_alias("penguins", "champion") == "v1"

@@ -111,6 +111,13 @@ def test_inputs_are_positional_and_dates_give_five() -> None:
     )
     with pytest.raises(DataError, match="'age'"):
         coercion.coerce({k: v for k, v in raw.items() if k != "age"})
+    # The mapping back, for whoever reads the fitted preprocessing (explanations).
+    assert [g.name for g in coercion.inputs_of("signup_date")] == names[
+        names.index(f"f{date_index}_year") :
+    ][:5]
+    assert {g.feature for g in coercion.inputs_of("signup_date")} == {"signup_date"}
+    with pytest.raises(DataError, match="'nope'"):
+        coercion.inputs_of("nope")
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:

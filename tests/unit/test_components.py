@@ -37,6 +37,7 @@ from kfops.datasets import default_data_path
 from kfops.errors import ConfigError
 from kfops.io import read_json
 from kfops.registry import CHALLENGER, CHAMPION, Registry
+from kfops.twin import TwinRuntime
 
 MODEL = "penguins"
 
@@ -73,17 +74,21 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )  # fmt: skip
     given = untuned_params.python_func(params_json='{"C": 2}')
     a["model"], a["profile"] = art(dsl.Model, work, "model"), art(dsl.Artifact, work, "profile")
-    params_json = train.python_func(
+    a["twin"], a["explainer"] = art(dsl.Model, work, "twin"), art(dsl.Artifact, work, "explainer")
+    trained = train.python_func(
         train=a["train"], contract=a["contract"], estimator="logistic_regression",
-        params_json=given, seed=3, model=a["model"], reference_profile=a["profile"], **ids,
+        params_json=given, seed=3, model=a["model"], reference_profile=a["profile"],
+        twin=a["twin"], explainer=a["explainer"], **ids,
     )  # fmt: skip
     a["evaluation"] = art(dsl.Artifact, work, "evaluation")
+    a["importance"] = art(dsl.Artifact, work, "importance")
     a["metrics"] = art(dsl.Metrics, work, "metrics")
     a["curves"] = art(dsl.ClassificationMetrics, work, "curves")
     a["report"] = art(dsl.HTML, work, "report")
     evaluate.python_func(
-        model=a["model"], test=a["test"], contract=a["contract"], evaluation=a["evaluation"],
-        metrics=a["metrics"], classification_metrics=a["curves"], report=a["report"], **ids,
+        model=a["model"], test=a["test"], contract=a["contract"], seed=3,
+        evaluation=a["evaluation"], importance=a["importance"], metrics=a["metrics"],
+        classification_metrics=a["curves"], report=a["report"], **ids,
     )  # fmt: skip
     a["decision"] = art(dsl.Artifact, work, "decision")
     a["decision_report"] = art(dsl.Markdown, work, "decision_report")
@@ -92,12 +97,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         thresholds_json='{"f1_macro": 0.5}', max_regression=0.01, decision=a["decision"],
         decision_report=a["decision_report"], **ids,
     )  # fmt: skip
+    a["model_card"] = art(dsl.Markdown, work, "model_card")
     version = register.python_func(
         model_name=MODEL, model=a["model"], contract=a["contract"],
-        reference_profile=a["profile"], evaluation=a["evaluation"], snapshot=a["snapshot"],
+        reference_profile=a["profile"], evaluation=a["evaluation"],
+        importance=a["importance"], test=a["test"], twin=a["twin"],
+        twin_json=trained.twin_json, explainer=a["explainer"], snapshot=a["snapshot"],
         data_uri=str(default_data_path()), fingerprint=extracted.fingerprint,
-        estimator="logistic_regression", params_json=params_json, seed=3, test_size=0.25,
-        decision=a["decision"], tuning_json=no_tuning.python_func(), **ids,
+        estimator="logistic_regression", params_json=trained.params_json, seed=3,
+        test_size=0.25, decision=a["decision"], tuning_json=no_tuning.python_func(),
+        model_card=a["model_card"], **ids,
     )  # fmt: skip
     summary = deploy.python_func(
         model_name=MODEL, version=version, registry_root=ids["registry_root"], run_id="run-1"
@@ -108,7 +117,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "artifacts": a,
         "extracted": extracted,
         "champion": champion,
-        "params_json": params_json,
+        "trained": trained,
         "blessed": blessed,
         "version": version,
         "summary": summary,
@@ -139,12 +148,15 @@ def test_prepare_splits_and_counts_rows(run: dict[str, Any]) -> None:
 
 
 def test_train_decodes_params_and_returns_them_for_the_lineage(run: dict[str, Any]) -> None:
-    assert json.loads(run["params_json"]) == {"C": 2}
-    assert run["artifacts"]["model"].metadata == {
-        "estimator": "logistic_regression",
-        "framework": "scikit-learn",
-    }
-    assert Path(run["artifacts"]["profile"].path).is_file()
+    a = run["artifacts"]
+    assert json.loads(run["trained"].params_json) == {"C": 2}
+    assert a["model"].metadata == {"estimator": "logistic_regression", "framework": "scikit-learn"}
+    assert Path(a["profile"].path).is_file()
+    # The twin travels to register as a file and its record (JSON text at the KFP edge).
+    assert json.loads(run["trained"].twin_json)["status"] == "converted"
+    assert a["twin"].metadata == {"framework": "onnx", "status": "converted"}
+    assert TwinRuntime.load(a["twin"].path).classes == ["Adelie", "Chinstrap", "Gentoo"]
+    assert read_json(Path(a["explainer"].path))["background"]["n_rows"] == 258
 
 
 def test_evaluate_logs_metrics_curves_and_an_html_report(run: dict[str, Any]) -> None:
@@ -154,7 +166,21 @@ def test_evaluate_logs_metrics_curves_and_an_html_report(run: dict[str, Any]) ->
     assert [c for c in matrix["annotationSpecs"]] == [
         {"displayName": name} for name in ("Adelie", "Chinstrap", "Gentoo")
     ]
-    assert Path(a["report"].path).read_text().lower().startswith("<!doctype html>")
+    page = Path(a["report"].path).read_text()
+    assert page.lower().startswith("<!doctype html>")
+    # Permutation importance: one metric per feature the model takes, a chart and a table.
+    features = [f["name"] for f in read_json(Path(a["contract"].path))["features"]]
+    importance = read_json(Path(a["importance"].path))
+    shares = {f["feature"]: f["share"] for f in importance["features"]}
+    assert sorted(shares) == sorted(features)
+    assert {k: v for k, v in a["metrics"].metadata.items() if k.startswith("importance_")} == {
+        f"importance_{name}": share for name, share in shares.items()
+    }
+    assert a["importance"].metadata == {"metric": "f1_macro"}
+    section = page[page.index("<h2>Feature importance</h2>") :]
+    assert section.index('<img alt="Permutation importance" src="data:image/png;base64,') < (
+        section.index("<td>bill_length_mm</td>")
+    )
 
 
 def test_bless_decodes_thresholds_and_returns_the_verdict(run: dict[str, Any]) -> None:
@@ -172,6 +198,15 @@ def test_register_records_decoded_lineage(run: dict[str, Any]) -> None:
     assert mv.lineage["blessing"]["blessed"] is True
     assert mv.lineage["data_fingerprint"] == run["extracted"].fingerprint
     assert mv.lineage["run_id"] == "run-1"
+    assert mv.lineage["twin"]["status"] == "verified" and "model.onnx" in mv.files
+    assert mv.lineage["importance"] == read_json(Path(run["artifacts"]["importance"].path))
+
+
+def test_register_shows_the_versions_model_card(run: dict[str, Any]) -> None:
+    mv = Registry(run["root"]).verify(MODEL, run["version"])
+    card = Path(run["artifacts"]["model_card"].path).read_text()
+    assert card == mv.file("MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: penguins") and "## Feature importance" in card
 
 
 def test_deploy_moves_the_champion_and_records_the_step(run: dict[str, Any]) -> None:

@@ -377,3 +377,27 @@ def test_assign_blocks_refuses_to_guess() -> None:
         assign_blocks(["a", "a_b"], ["a_b_1", "a_b_2", "a_b_3"])  # which split is a's?
     with pytest.raises(ExplainUnsupported, match="cannot tell"):
         assign_blocks(["a", "b"], ["a b", "b"])  # a crossed feature
+
+
+def test_mapping_of_a_kfops_pipeline_follows_the_coercion_inputs(
+    data: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """kfops' coercion step renames the raw columns to positional inputs (f0, f4_year, ...):
+    every estimator column maps back to the column the user sent, through kfops.coercion."""
+    train_df, _ = data
+    spec = contract("regression", "y")
+    model = train(train_df, spec, "ridge")
+    fmap = feature_map(model)
+    assert fmap.features == tuple(FEATURES)
+    owned = {name: fmap.owners.count(i) for i, name in enumerate(fmap.features)}
+    encode = model.named_steps["preprocess"].named_steps["encode"]
+    tfidf = encode.named_transformers_["text_f3"]
+    onehot = encode.named_transformers_["categorical"].named_steps["onehot"]
+    assert owned == {
+        "size": 1,
+        "flag": 1,
+        "color": len(onehot.get_feature_names_out()),
+        "note": len(tfidf.vocabulary_),
+        "when": 5,  # the five date parts of kfops.coercion.DATETIME_PARTS
+    }
+    assert fmap.width == model.named_steps["model"].n_features_in_

@@ -13,10 +13,15 @@ import pytest
 from kfops.contract_model import Contract
 from kfops.errors import ConfigError, DataError
 from kfops.explain.importance import (
+    MAX_ROWS,
+    MIN_ROWS,
+    N_REPEATS,
+    ROW_BUDGET,
     Importance,
     importance_chart,
     importance_chart_base64,
     permutation_importances,
+    rows_for,
 )
 from kfops.training import train
 
@@ -102,6 +107,14 @@ def test_other_metric_and_row_cap(regression) -> None:
     )
     assert result.metric == "mae" and result.n_rows == 50
     assert result.ranked()[0] == "strong"
+
+
+def test_wide_tables_score_fewer_rows_within_the_budget() -> None:
+    # Narrow tables: every held-out row up to MAX_ROWS; wide ones: the budget's share.
+    assert rows_for(7) == MAX_ROWS
+    assert rows_for(50) == 800 and 50 * N_REPEATS * rows_for(50) <= ROW_BUDGET
+    assert rows_for(50, n_repeats=10) == 400
+    assert rows_for(100_000) == MIN_ROWS  # never too few to mean anything
 
 
 def test_bad_arguments_name_what_is_wrong(regression) -> None:

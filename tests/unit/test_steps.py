@@ -8,7 +8,9 @@ one what it needs fails here in seconds.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -18,6 +20,7 @@ from kfops.blessing import BlessingDecision
 from kfops.contract_model import Contract
 from kfops.datasets import default_data_path, make_synthetic
 from kfops.errors import ConfigError, ContractError, DataError
+from kfops.features import drop_null_target
 from kfops.io import read_json
 from kfops.monitoring import MonitoringPolicy
 from kfops.registry import CHALLENGER, CHAMPION, Registry
@@ -40,19 +43,28 @@ MODEL = "penguins"
 
 
 def train_once(
-    data_uri: str, work: Path, ctx: RunContext, thresholds: dict[str, float] | None = None
+    data_uri: str,
+    work: Path,
+    ctx: RunContext,
+    thresholds: dict[str, float] | None = None,
+    *,
+    target: str = "species",
+    task: str = "classification",
+    estimator: str = "logistic_regression",
+    params: dict[str, Any] | None = None,
+    before_register: Callable[[dict[str, Path]], None] | None = None,
 ) -> tuple[validate.ValidateResult, BlessingDecision, str | None]:
     """extract -> validate -> prepare -> train -> evaluate -> bless -> register, as the pipeline
-    runs them; returns what validate and bless decided and the registered version (if any)."""
+    runs them; returns what validate and bless decided and the registered version (if any).
+    ``before_register`` may tamper with the artifacts (paths by name) before registration."""
     work.mkdir(parents=True)
-    p = {n: work / n for n in ("snapshot", "contract", "train", "test", "model", "profile")}
-    evaluation = work / "evaluation"
+    names = ("snapshot", "contract", "train", "test", "model", "profile", "twin", "explainer")
+    p = {n: work / n for n in (*names, "evaluation", "importance")}
+    params = {"C": 0.5} if params is None else params
     fp = extract.run(extract.ExtractInputs(data_uri, p["snapshot"]), ctx)
     assert fp.rows > 0 and p["snapshot"].is_file()
     checked = validate.run(
-        validate.ValidateInputs(
-            p["snapshot"], "species", "classification", MODEL, p["contract"], ("year",)
-        ),
+        validate.ValidateInputs(p["snapshot"], target, task, MODEL, p["contract"], ("year",)),
         ctx,
     )
     split = prepare.run(
@@ -60,34 +72,54 @@ def train_once(
     )
     fitted = train.run(
         train.TrainInputs(
-            p["train"], p["contract"], "logistic_regression", 7, p["model"], p["profile"],
-            params={"C": 0.5},
+            p["train"], p["contract"], estimator, 7, p["model"], p["profile"], p["twin"],
+            p["explainer"], params=params,
         ),
         ctx,
     )  # fmt: skip
     scored = evaluate.run(
-        evaluate.EvaluateInputs(p["model"], p["test"], p["contract"], evaluation), ctx
+        evaluate.EvaluateInputs(
+            p["model"], p["test"], p["contract"], p["evaluation"], p["importance"], 7
+        ),
+        ctx,
     )
+    default_thresholds = {"f1_macro": 0.5} if task == "classification" else {"r2": 0.0}
     decision = bless.run(
-        bless.BlessInputs(evaluation, p["test"], MODEL, 0.01, thresholds or {"f1_macro": 0.5}),
+        bless.BlessInputs(
+            p["evaluation"], p["test"], MODEL, 0.01, thresholds or default_thresholds
+        ),
         ctx,
     )
     # What each step handed on, checked where the next step picks it up.
     assert "year" not in checked.contract.feature_names
-    assert split.train_rows + split.test_rows == len(pd.read_parquet(p["snapshot"]))
-    assert fitted.params == {"C": 0.5} and fitted.train_rows == split.train_rows
+    labelled = drop_null_target(pd.read_parquet(p["snapshot"]), checked.contract)
+    assert split.train_rows + split.test_rows == len(labelled)
+    assert fitted.params == params and fitted.train_rows == split.train_rows
     assert scored.evaluation.n_rows == split.test_rows
-    assert scored.curves is not None and len(scored.curves.labels) == 3
-    assert read_json(evaluation)["metrics"] == scored.evaluation.metrics
+    if task == "classification":
+        assert scored.curves is not None and len(scored.curves.labels) == 3
+    assert read_json(p["evaluation"])["metrics"] == scored.evaluation.metrics
+    assert read_json(p["importance"]) == scored.importance.to_dict()
     if not decision.blessed:
         return checked, decision, None
+    if before_register is not None:
+        before_register(p)
     version = register.run(
         register.RegisterInputs(
-            MODEL, p["model"], p["contract"], p["profile"], evaluation,
-            {"data_fingerprint": fp.sha256, "params": fitted.params},
+            model_name=MODEL,
+            model_path=p["model"],
+            contract_path=p["contract"],
+            profile_path=p["profile"],
+            evaluation_path=p["evaluation"],
+            importance_path=p["importance"],
+            test_path=p["test"],
+            twin_path=p["twin"],
+            twin=fitted.twin,
+            explainer_path=p["explainer"],
+            lineage={"data_fingerprint": fp.sha256, "params": fitted.params},
         ),
         ctx,
-    )  # fmt: skip
+    )
     return checked, decision, version.version
 
 
@@ -105,7 +137,8 @@ def test_steps_chain_from_raw_data_to_a_registered_and_deployed_version(tmp_path
     assert mv.lineage["run_id"] == "run-1" and mv.lineage["params"] == {"C": 0.5}
     assert set(mv.lineage["metrics"]) >= {"accuracy", "f1_macro"}
     assert sorted(mv.files) == [
-        "contract.json", "lineage.json", "metrics.json", "model.joblib", "reference_profile.json",
+        "MODEL_CARD.md", "contract.json", "explainer.json", "lineage.json", "metrics.json",
+        "model.joblib", "model.onnx", "reference_profile.json",
     ]  # fmt: skip
     record = tracking.load_run(root, "run-1")
     assert {

@@ -3,6 +3,7 @@ files are caught; the runtime answers like the sklearn serving path."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +326,26 @@ def test_not_convertible_is_a_typed_reason(monkeypatch: pytest.MonkeyPatch) -> N
         "estimator": "HistGradientBoostingRegressor",
         "reason": result.reason,
     }
+
+
+def test_forests_too_large_to_convert_say_so(monkeypatch: pytest.MonkeyPatch, trained) -> None:
+    """Conversion costs about 1 KB of memory per tree node: past MAX_TREE_NODES no twin is
+    built, and the reason says how to get one."""
+    # (kfops.twin.convert, the module: the package's name "convert" is the function)
+    convert_module = importlib.import_module("kfops.twin.convert")
+    forest, contract, _, twin = trained[("penguins-species", "random_forest")]
+    nodes = sum(tree.tree_.node_count for tree in forest.named_steps["model"].estimators_)
+    assert convert_module.tree_nodes(forest.named_steps["model"]) == nodes
+    boosted = trained[("penguins-species", "gradient_boosting")][0].named_steps["model"]
+    assert convert_module.tree_nodes(boosted) == sum(
+        len(p.nodes) for per_iteration in boosted._predictors for p in per_iteration
+    )
+    assert convert_module.tree_nodes(trained[("penguins-species", "logistic_regression")][0]) == 0
+    assert isinstance(twin, Twin)  # under the cap: converted
+    monkeypatch.setattr(convert_module, "MAX_TREE_NODES", nodes - 1)
+    result = convert(forest, contract)
+    assert isinstance(result, NotConvertible)
+    assert f"its trees have {nodes:,} nodes" in result.reason and "max_depth" in result.reason
 
 
 def test_a_pipeline_from_before_the_coerce_step_is_not_convertible() -> None:

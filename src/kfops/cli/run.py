@@ -164,6 +164,14 @@ def format_summary(summary: RunSummary) -> str:
         lines.append("version       none registered (not blessed)")
     aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(summary.aliases.items()))
     lines.append(f"aliases       {aliases or 'none'}")
+    if summary.twin:
+        from kfops.twin.record import TwinRecord
+
+        lines.append(f"onnx twin     {TwinRecord.from_dict(summary.twin).summary()}")
+    if summary.importance:
+        from kfops.explain.importance import Importance
+
+        lines.append(f"importance    {Importance.from_dict(summary.importance).summary()}")
     return "\n".join(lines)
 
 

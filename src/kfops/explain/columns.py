@@ -3,11 +3,11 @@
 A kfops model is an sklearn ``Pipeline``: transformers that take the raw columns by name, then
 the estimator. Explanations are computed on the estimator's input (one-hot, TF-IDF, date parts,
 ...) and summed back to the raw columns, so this module maps every estimator input column to
-exactly one raw column. It reads only public fitted attributes (``Pipeline`` steps,
+exactly one raw column. It reads public fitted attributes (``Pipeline`` steps,
 ``ColumnTransformer.transformers_`` / ``output_indices_`` / ``feature_names_in_`` and each
-transformer's ``get_feature_names_out``), never kfops' own step names, so it keeps working when
-the preprocessing changes shape (an extra coercion step before the ``ColumnTransformer``, other
-transformers inside it).
+transformer's ``get_feature_names_out``) and, for kfops' own coercion step (which renames the
+raw columns to positional inputs ``f0``, ``f4_year``, ...), the mapping ``kfops.coercion``
+exposes (``Coercion.inputs_of``), never kfops' step names, so other transformers may join.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from kfops.coercion import CoerceStep
 from kfops.explain.errors import ExplainUnsupported
 
 
@@ -64,27 +65,51 @@ def feature_map(pipeline: Any) -> FeatureMap:
     transform, estimator = split_pipeline(pipeline)
     steps = _flatten(transform)
     features = _raw_features(pipeline, steps)
+    # The current columns' names -> index in ``features`` of the raw column each comes from.
+    owner_of = {name: i for i, name in enumerate(features)}
     transformers = [s for s in steps if isinstance(s, ColumnTransformer)]
     if len(transformers) > 1:
         raise ExplainUnsupported("the pipeline has more than one ColumnTransformer")
     if transformers:
         ct = transformers[0]
         position = steps.index(ct)
-        owners = _column_transformer_owners(ct, features)
+        for step in steps[:position]:
+            owner_of = _through(step, owner_of)
+        owners = _column_transformer_owners(ct, owner_of)
         names = _names_out(ct)
         for step in steps[position + 1 :]:
             _require_one_to_one(step, names)
     else:
-        # No ColumnTransformer: every step must keep the columns one-to-one (e.g. a scaler).
+        # No ColumnTransformer: every step must keep the columns one-to-one (e.g. a scaler)
+        # or be the coercion step, whose inputs say which raw column each came from.
         for step in steps:
-            _require_one_to_one(step, list(features))
-        owners = list(range(len(features)))
+            owner_of = _through(step, owner_of)
+        owners = list(owner_of.values())
     expected = getattr(estimator, "n_features_in_", len(owners))
     if expected != len(owners):
         raise ExplainUnsupported(
             f"the estimator takes {expected} columns but the preprocessing maps {len(owners)}"
         )
     return FeatureMap(features=tuple(features), owners=tuple(owners))
+
+
+def _through(step: Any, owner_of: dict[str, int]) -> dict[str, int]:
+    """The column owners after ``step``: the coercion step renames (and a datetime column
+    becomes several parts); any other step must keep its columns one-to-one."""
+    if isinstance(step, CoerceStep):
+        coercion = step.coercion
+        missing = [name for name, _ in coercion.features if name not in owner_of]
+        if missing:
+            raise ExplainUnsupported(
+                f"the coercion step reads column(s) {missing} the model does not take"
+            )
+        return {
+            g.name: owner_of[feature]
+            for feature, _ in coercion.features
+            for g in coercion.inputs_of(feature)
+        }
+    _require_one_to_one(step, list(owner_of))
+    return owner_of
 
 
 def _flatten(transform: Pipeline) -> list[Any]:
@@ -98,6 +123,9 @@ def _flatten(transform: Pipeline) -> list[Any]:
 
 
 def _raw_features(pipeline: Pipeline, steps: list[Any]) -> list[str]:
+    if steps and isinstance(steps[0], CoerceStep):
+        # The coercion step selects the raw columns by name, in contract order.
+        return [str(name) for name, _ in steps[0].coercion.features]
     names = getattr(pipeline, "feature_names_in_", None)
     if names is None:
         names = next(
@@ -149,13 +177,13 @@ def _selected_names(ct: ColumnTransformer, columns: Any) -> list[str]:
     return [str(v) for v in values]
 
 
-def _column_transformer_owners(ct: ColumnTransformer, features: list[str]) -> list[int]:
+def _column_transformer_owners(ct: ColumnTransformer, index: dict[str, int]) -> list[int]:
+    """Owner (raw column index) of each output column; ``index``: input name -> owner."""
     if not hasattr(ct, "feature_names_in_"):
         raise ExplainUnsupported(
             "the ColumnTransformer was fitted without column names, so contributions cannot be "
             "named"
         )
-    index = {name: i for i, name in enumerate(features)}
     width = max((s.stop for s in ct.output_indices_.values()), default=0)
     owners = [-1] * width
     for name, transformer, columns in ct.transformers_:

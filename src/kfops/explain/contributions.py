@@ -34,17 +34,20 @@ columns (:mod:`kfops.explain.columns`); a raw column the preprocessing drops get
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
 
-from kfops.errors import ConfigError, DataError
+from kfops.errors import ConfigError, DataError, RegistryError
 from kfops.explain.columns import FeatureMap, feature_map, split_pipeline
 from kfops.explain.errors import ExplainUnsupported, ExplanationMismatch
+from kfops.io import read_json, write_json_atomic
 
 Method = Literal["linear", "tree"]
 Output = Literal["value", "probability", "margin"]
@@ -53,6 +56,10 @@ Output = Literal["value", "probability", "margin"]
 ADDITIVITY_TOLERANCE = 1e-6
 # Training rows averaged for a linear model's base value (a seeded sample when larger).
 BACKGROUND_ROWS = 1000
+# What a model version keeps for its explainer (written at training, read by the server):
+# {"format_version": 1, "background": Background.to_dict() or null (the estimator needs none)}.
+EXPLAINER_FILE = "explainer.json"
+EXPLAINER_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,48 @@ def summarise_background(
     transform, _ = split_pipeline(pipeline)
     matrix = _dense(transform.transform(rows))
     return Background(means=tuple(float(v) for v in matrix.mean(axis=0)), n_rows=len(rows))
+
+
+def needs_background(pipeline: Any) -> bool:
+    """True when the pipeline's explainer needs a :class:`Background`: a linear estimator."""
+    _, estimator = split_pipeline(pipeline)
+    return _is_linear(estimator)
+
+
+def _is_linear(estimator: Any) -> bool:
+    return hasattr(estimator, "coef_") and hasattr(estimator, "intercept_")
+
+
+def write_explainer_file(
+    path: str | os.PathLike[str], pipeline: Any, train_rows: pd.DataFrame
+) -> Background | None:
+    """Write ``EXPLAINER_FILE`` for ``pipeline`` from its training rows: the background when the
+    estimator needs one (only means of the estimator's input columns, no training row)."""
+    background = summarise_background(pipeline, train_rows) if needs_background(pipeline) else None
+    write_json_atomic(
+        Path(path),
+        {
+            "format_version": EXPLAINER_FORMAT_VERSION,
+            "background": None if background is None else background.to_dict(),
+        },
+    )
+    return background
+
+
+def read_explainer_file(path: str | os.PathLike[str]) -> Background | None:
+    """The background stored in a version's ``EXPLAINER_FILE`` (None: the estimator needs
+    none). A missing or foreign file is one RegistryError naming it."""
+    target = Path(path)
+    try:
+        data = read_json(target)
+        if data.get("format_version") != EXPLAINER_FORMAT_VERSION:
+            raise ValueError(f"format_version {data.get('format_version')!r}")
+        raw = data["background"]
+        return None if raw is None else Background.from_dict(raw)
+    except FileNotFoundError:
+        raise RegistryError(f"no explainer file at {target}") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RegistryError(f"{target} is not a kfops explainer file ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -261,7 +310,7 @@ def make_explainer(pipeline: Any, background: Background | None = None) -> Expla
     shap = _import_shap()
     method: Method
     output: Output
-    if hasattr(estimator, "coef_") and hasattr(estimator, "intercept_"):
+    if _is_linear(estimator):
         if background is None:
             raise ConfigError(
                 "explaining a linear model needs its background (summarise_background on the "

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfops.contract_model import Contract, FeatureSpec
+from kfops.errors import KfopsError
 from kfops.explain.importance import Importance
 
+# The card's name in a model version (listed in its manifest like every file).
+MODEL_CARD_FILE = "MODEL_CARD.md"
 # Categories listed per feature before "... (+N more)".
 MAX_DOMAIN_VALUES = 10
 # Features listed in the importance table.
@@ -39,6 +42,7 @@ class VersionFacts:
     run_id: str | None = None
     kfops_version: str | None = None
     git_commit: str | None = None
+    twin: str | None = None  # the ONNX twin's verdict, one line (kfops.twin.record)
 
     @classmethod
     def from_lineage(cls, lineage: Mapping[str, Any]) -> VersionFacts:
@@ -65,6 +69,7 @@ class VersionFacts:
             run_id=_opt_str(lineage.get("run_id")),
             kfops_version=_opt_str(code.get("kfops_version")),
             git_commit=_opt_str(code.get("git_commit")),
+            twin=_twin_line(lineage.get("twin")),
         )
 
 
@@ -99,6 +104,8 @@ def render_model_card(
     lines.append(f"- `{_cell(facts.estimator or 'unknown')}`")
     if facts.params:
         lines.append(f"- parameters: `{_cell(json.dumps(facts.params, sort_keys=True))}`")
+    if facts.twin:
+        lines.append(f"- ONNX twin: {_cell(facts.twin)}")
     lines += ["", "## Metrics (held-out split)", ""]
     if metrics:
         lines += ["| metric | value |", "| --- | --- |"]
@@ -202,6 +209,17 @@ def _cell(value: Any) -> str:
     """Text safe inside a Markdown table cell or inline code: one line, no pipe, no backtick."""
     text = str(value).replace("\r", " ").replace("\n", " ")
     return text.replace("|", "\\|").replace("`", "'")
+
+
+def _twin_line(record: Any) -> str | None:
+    if not isinstance(record, Mapping):
+        return None  # a version registered before twins existed
+    from kfops.twin.record import TwinRecord
+
+    try:
+        return TwinRecord.from_dict(record).summary()
+    except KfopsError:
+        return None
 
 
 def _opt_str(value: Any) -> str | None:

@@ -1,5 +1,6 @@
-"""The evaluation page: metrics, details, and the plots of a classifier (confusion matrix, ROC)
-or a regressor (predicted vs actual, residuals), as a self-contained HTML page."""
+"""The evaluation page: metrics, details, the permutation importance of each feature (bar
+chart and table), and the plots of a classifier (confusion matrix, ROC) or a regressor
+(predicted vs actual, residuals), as a self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from typing import Any
 import numpy as np
 
 from kfops.evaluation import Evaluation
+from kfops.explain.importance import Importance, importance_chart_base64
 from kfops.reports import fmt
-from kfops.reports.html import figure, page, table
+from kfops.reports.html import escape, figure, page, table
 
 
 def render_report(
-    evaluation: Evaluation, title: str = "Model evaluation", extra: dict[str, Any] | None = None
+    evaluation: Evaluation,
+    title: str = "Model evaluation",
+    extra: dict[str, Any] | None = None,
+    importance: Importance | None = None,
 ) -> str:
     """A self-contained HTML page (inline CSS, base64 PNGs) for the Kubeflow dashboard."""
     metric_rows = [(name, _value(value)) for name, value in evaluation.metrics.items()]
@@ -25,6 +30,8 @@ def render_report(
     if extra:
         rows = [(str(k), _value(v)) for k, v in extra.items()]
         sections.append(f"<h2>Details</h2>{table(('field', 'value'), rows)}")
+    if importance is not None:
+        sections.append(_importance_section(importance))
     images: list[tuple[str, str]] = []
     if evaluation.task == "classification":
         if evaluation.confusion_matrix is not None:
@@ -38,6 +45,27 @@ def render_report(
         images.extend(_regression_pngs(evaluation))
     figures = "".join(figure(name, data) for name, data in images)
     return page(title, f"{''.join(sections)}<h2>Plots</h2>{figures}")
+
+
+def _importance_section(importance: Importance) -> str:
+    """The bar chart, then every feature's numbers (the chart shows the top ones only)."""
+    intro = (
+        f"<p>How much <code>{escape(importance.metric)}</code> worsens when one column of the "
+        f"{importance.n_rows} held-out rows is shuffled ({importance.n_repeats} repeats; mean "
+        "and standard deviation). Share: the column's part of all positive worsening.</p>"
+    )
+    rows = [
+        (
+            f.feature,
+            f"{f.share:.1%}",
+            fmt.number(f.mean, fmt.SIGNIFICANT),
+            fmt.number(f.std, fmt.SIGNIFICANT),
+        )
+        for f in importance.features
+    ]
+    chart = figure("Permutation importance", importance_chart_base64(importance))
+    head = ("feature", "share", "worsening (mean)", "std")
+    return f"<h2>Feature importance</h2>{intro}{chart}{table(head, rows)}"
 
 
 def _value(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""Evaluate: the model's metrics on the held-out split, and the curves the dashboard plots."""
+"""Evaluate: the model's metrics on the held-out split, the curves the dashboard plots, and
+the permutation importance of each column the model takes (kfops.explain.importance)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from kfops import evaluation, training
 from kfops.contract_model import Contract
+from kfops.explain.importance import Importance, permutation_importances
+from kfops.features import drop_null_target, feature_frame, target_series
 from kfops.io import write_json_atomic
 from kfops.steps._run import RunContext
 
@@ -19,6 +23,8 @@ class EvaluateInputs:
     test_path: Path
     contract_path: Path
     evaluation_path: Path  # the Evaluation as JSON, read by bless and register
+    importance_path: Path  # the Importance as JSON, read by register (lineage, model card)
+    seed: int  # shuffles of the permutation importance
 
 
 @dataclass(frozen=True)
@@ -36,17 +42,38 @@ class DashboardCurves:
 class EvaluateResult:
     evaluation: evaluation.Evaluation
     curves: DashboardCurves | None  # classification only
+    importance: Importance
 
 
 def run(inputs: EvaluateInputs, ctx: RunContext) -> EvaluateResult:
-    result = evaluation.evaluate(
-        training.load_model(inputs.model_path),
-        pd.read_parquet(inputs.test_path),
-        Contract.load(inputs.contract_path),
-    )
+    model = training.load_model(inputs.model_path)
+    test_df = pd.read_parquet(inputs.test_path)
+    the_contract = Contract.load(inputs.contract_path)
+    result = evaluation.evaluate(model, test_df, the_contract)
+    importance = importance_of(model, test_df, the_contract, inputs.seed)
     write_json_atomic(inputs.evaluation_path, result.to_dict())
-    ctx.record("evaluate", {"metrics": result.metrics, "test_rows": result.n_rows})
-    return EvaluateResult(result, dashboard_curves(result))
+    write_json_atomic(inputs.importance_path, importance.to_dict())
+    ctx.record(
+        "evaluate",
+        {"metrics": result.metrics, "test_rows": result.n_rows, "importance": importance.to_dict()},
+    )
+    return EvaluateResult(result, dashboard_curves(result), importance)
+
+
+def importance_of(
+    model: Pipeline, test_df: pd.DataFrame, contract: Contract, seed: int
+) -> Importance:
+    """Permutation importance of each raw feature on the labelled held-out rows, scored with
+    the task's primary metric (the rows, repeats and cost are bounded in kfops.explain)."""
+    data = drop_null_target(test_df, contract)
+    with training.limited_threads():
+        return permutation_importances(
+            model,
+            feature_frame(data, contract),
+            target_series(data, contract),
+            contract.task,
+            seed=seed,
+        )
 
 
 def dashboard_curves(result: evaluation.Evaluation) -> DashboardCurves | None:

@@ -19,6 +19,12 @@ from kfops.contract_model import Contract
 from kfops.twin.format import PROBA_OUTPUT, TARGET_OPSET, VALUE_OUTPUT, TwinError, TwinInfo
 
 MAX_REASON_CHARS = 300
+# Tree nodes (all trees together) above which no twin is built. skl2onnx holds about 1 KB of
+# Python objects per node while converting: measured 15 s and +350 MB of peak memory for a
+# 100-tree forest of 320,000 nodes (16,000 training rows), and the file takes about 43 bytes
+# per node. The cap keeps the train task within its memory limit (pipelines/resources.py) and
+# the file far below protobuf's 2 GB; unbounded forests on large tables pass it.
+MAX_TREE_NODES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,26 @@ def _link(model: Any) -> str | None:
     return type(link).__name__.removesuffix("Link").lower() or "non-identity"
 
 
+def tree_nodes(model: Any) -> int:
+    """Nodes in all trees of a fitted tree model (forest, tree, histogram boosting); 0 else."""
+    trees = getattr(model, "estimators_", None)
+    if trees is not None:
+        return sum(tree_nodes(tree) for tree in _flat(trees))
+    if hasattr(model, "tree_"):
+        return int(model.tree_.node_count)
+    predictors = getattr(model, "_predictors", None)  # HistGradientBoosting's fitted trees
+    if predictors is not None:
+        return sum(len(p.nodes) for p in _flat(predictors))
+    return 0
+
+
+def _flat(items: Any) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        out.extend(_flat(item) if isinstance(item, list | tuple) else [item])
+    return out
+
+
 def convert(pipeline: Pipeline, contract: Contract) -> Twin | NotConvertible:
     """The ONNX twin of a fitted kfops pipeline, built in double precision.
 
@@ -116,6 +142,14 @@ def convert(pipeline: Pipeline, contract: Contract) -> Twin | NotConvertible:
             estimator,
             f"loss={getattr(model, 'loss', '?')!r} predicts through a {link} link, which "
             "skl2onnx 1.20 leaves out of the graph (its output would be the raw score)",
+        )
+    nodes = tree_nodes(model)
+    if nodes > MAX_TREE_NODES:
+        return NotConvertible(
+            estimator,
+            f"its trees have {nodes:,} nodes, more than the {MAX_TREE_NODES:,} a twin is built "
+            "for (memory and time of the conversion); limit the trees (e.g. max_depth, "
+            "min_samples_leaf, max_leaf_nodes) to get one",
         )
     classes = tuple(getattr(pipeline, "classes_", ())) if classifier else None
     if classifier and not classes:
