@@ -324,13 +324,13 @@ def test_capture_overload_drops_and_counts_without_blocking(
     before = get_metrics().capture_dropped.labels(MODEL)._value.get()
     accepted: list[bool] = []
     submitter = threading.Thread(
-        target=lambda: accepted.extend(cap.submit(item(1, f"q{i}")) for i in range(20_000))
+        target=lambda: accepted.extend(cap.submit(item(1, f"q{i}")) for i in range(20_000)),
+        daemon=True,
     )
     submitter.start()
-    submitter.join(60)
+    submitter.join(60)  # a deadline for what must happen, not a bound on how fast
     finished = not submitter.is_alive()
     release.set()
-    submitter.join()
     assert finished, "submit waited for the stuck writer"
     cap.close(timeout=60)
     assert cap.dropped > 0 and sum(accepted) + cap.dropped == 20_000
