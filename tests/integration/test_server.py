@@ -444,9 +444,9 @@ def test_hot_swap_under_load_has_no_failures(tmp_path: Path) -> None:
     root = tmp_path / "registry"
     registry = make_registry(root)
     srv = Server(tmp_path, "--registry", str(root), "--model", MODEL, "--poll-interval", "0.2")
+    stop = threading.Event()
     try:
         srv.wait_ready()
-        stop = threading.Event()
         results: list[list[tuple[int, str]]] = [[], []]
 
         def client(out: list[tuple[int, str]]) -> None:
@@ -463,7 +463,7 @@ def test_hot_swap_under_load_has_no_failures(tmp_path: Path) -> None:
                     except requests.RequestException as exc:
                         out.append((0, str(exc)))
 
-        threads = [threading.Thread(target=client, args=(out,)) for out in results]
+        threads = [threading.Thread(target=client, args=(out,), daemon=True) for out in results]
         for t in threads:
             t.start()
         # Both clients under way on v1, then the alias moves while they keep sending.
@@ -494,6 +494,7 @@ def test_hot_swap_under_load_has_no_failures(tmp_path: Path) -> None:
         assert sample_value(text, "kfops_model_info", version="v1") == 0
         assert sample_value(text, "kfops_model_info", version="v2") == 1
     finally:
+        stop.set()  # also when a wait above failed: the clients must not outlive the test
         srv.stop()
 
 
