@@ -191,8 +191,8 @@ def test_identical_training_gives_identical_bytes(tmp_path: Path, name: str) -> 
     b = save_model(train(train_df, contract, name, seed=5), tmp_path / "b.joblib")
     assert a.read_bytes() == b.read_bytes()
     # Across processes: two fresh ones, as pipeline steps are. (This long-lived test process may
-    # pickle the same model differently: pickle memoizes by object identity, and e.g. a string
-    # interned by an earlier unpickling is then shared; the content is the same.)
+    # pickle the same model differently: pickle memoizes by object identity, and which equal
+    # strings are one object depends on what the process did before; the content is the same.)
     c, e = tmp_path / "c.joblib", tmp_path / "e.joblib"
     for out, hash_seed in ((c, "12345"), (e, "0")):
         subprocess.run(
