@@ -40,8 +40,5 @@ else
     echo "base image built in $(($(date +%s) - start)) s"
 fi
 
-# pip inside the build trusts this machine's CA bundle (reaching the index may need it).
-if [ -z "${PIP_CA_BUNDLE:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-    export PIP_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
-fi
+# build-image.sh lets pip trust this machine's CA bundle by default (PIP_CA_BUNDLE).
 BASE_IMAGE="$BASE_IMAGE" IMAGE="$IMAGE" bash scripts/build-image.sh

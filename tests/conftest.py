@@ -2,6 +2,10 @@
 
 Tests that need an outside binary or service call ``require_binary``/``require`` so they skip
 with a visible reason on a laptop, and FAIL when ``KFOPS_REQUIRE_INTEGRATION=1`` (CI).
+
+Tests never sleep for a fixed time and never bound wall-clock time: what happens in another
+thread or process is awaited with ``wait_for`` (a condition and a generous deadline), so a slow
+or busy machine makes a test slower, not red.
 """
 
 from __future__ import annotations
@@ -9,11 +13,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+T = TypeVar("T")
 
 
 def integration_required() -> bool:
@@ -45,6 +54,20 @@ def crds_dir() -> Path:
         path = Path("/work/shared/crds")
     require(path.is_dir(), f"CRD schemas not found at {path} (set KFOPS_CRDS_DIR)")
     return path
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy and return that; after ``timeout``
+    seconds fail naming ``what`` and the last value seen. The deadline only bounds a wait for
+    something that should happen: a slow machine passes, a condition that never holds fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+        time.sleep(every)
 
 
 def free_port() -> int:

@@ -1,20 +1,24 @@
 """The project image: what it contains, and that the pipeline gives the same result in it.
 
 Needs a Docker daemon and the image kfops:<version> (`make image`, or scripts/ci-docker.sh in
-CI). Skips with the reason when either is missing; fails instead under
-KFOPS_REQUIRE_INTEGRATION=1.
+CI; KFOPS_IMAGE names another tag). Skips with the reason when either is missing; fails instead
+under KFOPS_REQUIRE_INTEGRATION=1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import joblib
 import kfp
+import pandas as pd
 import pytest
 import requests
 import yaml
@@ -22,7 +26,10 @@ import yaml
 from kfops import __version__
 from tests.conftest import REPO_ROOT, free_port, require
 
-IMAGE = f"kfops:{__version__}"
+IMAGE = os.environ.get("KFOPS_IMAGE") or f"kfops:{__version__}"
+# Floats computed by two OpenBLAS builds/kernels agree to about 1e-15 relative; 1e-9 leaves
+# room for that and still catches any real difference in what was learned.
+REL_TOL = 1e-9
 
 pytestmark = pytest.mark.e2e
 
@@ -77,14 +84,15 @@ def test_image_is_tagged_with_the_package_version(image: str) -> None:
 
 @pytest.fixture(scope="module")
 def trained(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The training pipeline under both runners: same data, same seed."""
+    """The training pipeline under both runners, the docker one twice: same data, same seed."""
     from kfops import datasets
     from kfops.local_runner import TrainingParams, run_training
 
     root = tmp_path_factory.mktemp("runners")
     out: dict[str, Any] = {}
-    for runner in ("subprocess", "docker"):
-        registry = root / runner / "registry"
+    for name, runner in (("subprocess", "subprocess"), ("docker", "docker"),
+                         ("docker-again", "docker")):  # fmt: skip
+        registry = root / name / "registry"
         params = TrainingParams(
             data_uri=str(datasets.default_data_path()),
             target="species",
@@ -92,19 +100,49 @@ def trained(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
             registry_root=str(registry),
             seed=7,
         )
-        out[runner] = (run_training(params, runner=runner, image=image), registry)
+        out[name] = (run_training(params, runner=runner, image=image), registry)
     return out
 
 
+def _model_and_test_split(registry: Path, version: str) -> tuple[Any, pd.DataFrame]:
+    """The registered model and the held-out split the run's prepare step wrote (the pipeline
+    root is the registry's parent; kfp.local lays out <root>/<run>/<task>/<output>)."""
+    splits = sorted(registry.parent.glob("*/prepare/test"))
+    assert len(splits) == 1, splits
+    model = joblib.load(registry / "models" / "penguins" / "versions" / version / "model.joblib")
+    return model, pd.read_parquet(splits[0])
+
+
 def test_docker_runner_matches_subprocess_runner(trained: dict[str, Any]) -> None:
-    """Same data, same seed: the same metrics and the same model bytes in both runners."""
-    sub, dock = trained["subprocess"][0], trained["docker"][0]
+    """The same run in the image and in this venv: the same data, decisions and predictions;
+    floats equal within REL_TOL, not bit for bit (the image's OpenBLAS and this machine's may
+    run different kernels, see docs/ARCHITECTURE.md, "Reproducibility")."""
+    (sub, sub_reg), (dock, dock_reg) = trained["subprocess"], trained["docker"]
     assert sub.status == dock.status == "succeeded"
+    assert sub.fingerprint is not None and sub.fingerprint == dock.fingerprint
     assert sub.blessed is True and dock.blessed is True
     assert sub.version == dock.version == "v1"
-    assert sub.fingerprint == dock.fingerprint
-    assert sub.metrics and sub.metrics == dock.metrics
-    assert sub.model_sha256 is not None and sub.model_sha256 == dock.model_sha256
+    assert sub.aliases == dock.aliases and dock.aliases["champion"] == "v1"
+    assert sub.metrics and set(sub.metrics) == set(dock.metrics)
+    for name, value in sub.metrics.items():
+        assert math.isclose(value, dock.metrics[name], rel_tol=REL_TOL, abs_tol=1e-12), name
+
+    sub_model, sub_test = _model_and_test_split(sub_reg, sub.version)
+    dock_model, dock_test = _model_and_test_split(dock_reg, dock.version)
+    pd.testing.assert_frame_equal(sub_test, dock_test)  # the same rows held out, same values
+    features = sub_test.drop(columns=["species"])
+    assert len(features) >= 50
+    assert list(sub_model.predict(features)) == list(dock_model.predict(features))
+    sub_proba, dock_proba = sub_model.predict_proba(features), dock_model.predict_proba(features)
+    assert sub_proba.shape == dock_proba.shape == (len(features), 3)
+    assert (abs(sub_proba - dock_proba) <= REL_TOL * abs(sub_proba) + 1e-15).all()
+
+
+def test_same_image_and_runner_give_the_same_bytes(trained: dict[str, Any]) -> None:
+    """Where bit-equality does hold: the same image on the same machine, run twice."""
+    first, again = trained["docker"][0], trained["docker-again"][0]
+    assert first.metrics == again.metrics
+    assert first.model_sha256 is not None and first.model_sha256 == again.model_sha256
 
 
 def test_image_serves_the_model_as_the_inferenceservice_runs_it(

@@ -171,7 +171,9 @@ class Stack:
     def pushgateway(self) -> Proc:
         binary = require_binary("prometheus-pushgateway")
         port = free_port()
-        cmd = [binary, f"--web.listen-address=127.0.0.1:{port}"]
+        # Debian's build persists every group to /var/lib/prometheus/pushgateway.data by
+        # default: without this, groups pushed by earlier runs (anyone's) show up in this one.
+        cmd = [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="]
         return self.start("pushgateway", cmd, f"http://127.0.0.1:{port}", "/-/ready")
 
     def prometheus(

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -110,14 +109,12 @@ def subprocess_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 def test_two_rounds_of_parallel_trials_pick_best_params(subprocess_runner: Path) -> None:
-    start = time.perf_counter()
     run = tuned_penguins(
         data_uri=str(subprocess_runner / "penguins.csv"),
         estimator="decision_tree",
         search_space="",
         params_json='{"criterion": "entropy"}',
     )
-    elapsed = time.perf_counter() - start
     best = json.loads(run.outputs["best_params"])
     study = json.loads(Path(run.outputs["study"].path).read_text())
     trials = study["trials"]
@@ -137,7 +134,6 @@ def test_two_rounds_of_parallel_trials_pick_best_params(subprocess_runner: Path)
     assert summary["complete"] == 4 and summary["best_params"] == best
     report = Path(run.outputs["report"].path).read_text()
     assert "## Best score per round" in report and "| 1 | 2 | 0 |" in report
-    assert elapsed < 90, f"tuning sub-pipeline took {elapsed:.0f} s"
 
 
 def test_all_trials_failing_fails_the_pipeline_with_a_clear_error(subprocess_runner: Path) -> None:

@@ -7,15 +7,19 @@ from pathlib import Path
 import pytest
 
 from kfops.cli import main
+from kfops.registry import Registry
 
 
 def test_unknown_model_is_named_with_the_known_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "models" / "penguins").mkdir(parents=True)
+    model = tmp_path / "model.joblib"
+    model.write_bytes(b"not loaded by `kfops models`")
+    for name in ("synth", "penguins"):
+        Registry(tmp_path).register(name, {"model.joblib": model}, {})
     assert main(["models", "nosuch", "--registry", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "unknown model 'nosuch'" in err
+    assert err.strip() == f"error: unknown model 'nosuch' in {tmp_path}; known: penguins, synth"
 
 
 def test_serve_on_an_empty_registry_says_to_train_first(

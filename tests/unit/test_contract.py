@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -485,22 +484,17 @@ def test_feature_spec_reexports() -> None:
     assert FeatureSpec.from_dict(spec.to_dict()) == spec
 
 
-def test_million_rows_infer_and_validate_are_fast() -> None:
+def test_million_rows_infer_and_validate() -> None:
+    # At scale it still finds what it should; timings belong to benchmarks, not to tests.
     df = make_synthetic(1_000_000, n_numeric=45, n_categorical=5, seed=0)
-    start = time.perf_counter()
     contract = infer_contract(df, "target", "classification", fingerprint="x")
-    inferred = time.perf_counter()
     drifted = make_synthetic(
         1_000_000, n_numeric=45, n_categorical=5, seed=1, drift={"num_03": 3.0}
     )
-    validated_start = time.perf_counter()
     report = validate(drifted, contract)
-    done = time.perf_counter()
     assert report.ok
     shifted = [v for v in report.warnings if v.column == "num_03"]
     assert shifted and shifted[0].rule == "out_of_range" and shifted[0].count > 1000
-    assert inferred - start < 10, f"infer took {inferred - start:.1f}s"
-    assert done - validated_start < 15, f"validate took {done - validated_start:.1f}s"
 
 
 def test_nested_values_column() -> None:

@@ -246,7 +246,7 @@ def test_extract_is_byte_deterministic(tmp_path: Path) -> None:
 
 def test_extract_of_bad_input_writes_nothing(tmp_path: Path) -> None:
     snap = tmp_path / "s.parquet"
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"data file not found: .*missing\.csv"):
         extract(tmp_path / "missing.csv", snap)
     assert not snap.exists() and not (tmp_path / FINGERPRINT_FILE).exists()
 

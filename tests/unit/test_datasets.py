@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -97,12 +96,10 @@ def test_synthetic_rejects_bad_arguments() -> None:
         make_synthetic(0)
 
 
-def test_synthetic_million_rows_is_fast_and_small() -> None:
-    start = time.perf_counter()
+def test_synthetic_million_rows_is_small() -> None:
+    # How fast is a benchmark's business (make bench-*), not a test's.
     df = make_synthetic(1_000_000, n_numeric=45, n_categorical=5, seed=0)
-    elapsed = time.perf_counter() - start
     assert df.shape == (1_000_000, 51)
-    assert elapsed < 10, f"1M x 50 took {elapsed:.1f}s"
     # float32 numerics plus shared category strings: about 230 MB, not gigabytes.
     assert df.memory_usage(deep=False).sum() < 400e6
 

@@ -561,7 +561,7 @@ def test_deploy_version_cluster_moves_alias_after_rollout(tmp_path: Path, api: F
     assert "v2" in summary
     assert Registry(tmp_path).get_alias(MODEL, "champion") == "v2"
     api.reject = (403, "forbidden")
-    with pytest.raises(ClusterError):
+    with pytest.raises(ClusterError, match=r"rejected by the API server \(HTTP 403\): forbidden"):
         deploy.deploy_version(
             tmp_path, MODEL, "v1", "cluster", CFG, api_client=api.api_client(), timeout=5
         )
@@ -585,7 +585,7 @@ def test_deploy_refuses_tampered_version(tmp_path: Path) -> None:
     make_registry(tmp_path)
     mv = register_version(tmp_path)
     tamper(mv.path)
-    with pytest.raises(RegistryError):
+    with pytest.raises(RegistryError, match=r"verification failed: model\.joblib in .*/v2 has"):
         deploy.deploy_version(tmp_path, MODEL, "v2")
     assert Registry(tmp_path).get_alias(MODEL, "champion") == "v1"
 

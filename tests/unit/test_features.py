@@ -12,7 +12,7 @@ from palmerpenguins import load_penguins
 from kfops.contract import coerce_frame, infer_contract
 from kfops.contract_model import Contract
 from kfops.datasets import MESSY_TARGET, make_messy
-from kfops.errors import ConfigError, DataError, KfopsError
+from kfops.errors import ConfigError, DataError
 from kfops.features import build_preprocessor, feature_frame, split
 
 
@@ -196,7 +196,7 @@ def test_split_partitions_labeled_rows_and_keeps_every_class(counts: list[int], 
     )
     test_size = max(0.2, len(counts) / len(labels) + 0.01)
     if test_size > 0.5:
-        with pytest.raises(KfopsError):
+        with pytest.raises(ConfigError, match="lower test_size so every class can be learned"):
             split(df, contract, test_size=test_size, seed=seed)
         return
     train, test = split(df, contract, test_size=test_size, seed=seed)

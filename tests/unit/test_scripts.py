@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, require
+from tests.conftest import REPO_ROOT, crds_dir, require
 
 SCRIPTS = sorted((REPO_ROOT / "scripts").glob("*.sh"))
 WORKFLOWS = sorted((REPO_ROOT / "templates" / "github" / "workflows").glob("*.yml"))
@@ -261,3 +261,172 @@ def test_e2e_kind_without_tools_says_which(tmp_path: Path) -> None:
     out = run_script("e2e-kind.sh", env)
     assert out.returncode == 2
     assert re.match(r"error: \S*(kubectl|curl|pytest) not found", out.stderr), out.stderr
+
+
+# --- build-image.sh: the CA bundle pip trusts, and a pip TLS failure named in one line --------
+
+_FAKE_DOCKER = """#!/usr/bin/env bash
+# A docker CLI stand-in: a daemon that answers, no images, and a build that records what the
+# build context holds in docker/certs/ and then prints $FAKE_BUILD_OUTPUT and exits with
+# $FAKE_BUILD_STATUS.
+case "$1 $2" in
+    "info "*) exit 0 ;;
+    "image inspect")
+        [ "$FAKE_BUILT" = 1 ] || exit 1
+        if [[ "$*" == *Size* ]]; then echo 7e8; else echo sha256:new; fi
+        exit 0 ;;
+esac
+if [ "$1" = build ]; then
+    for f in docker/certs/*; do
+        name="$(basename "$f")"
+        [ "$name" = README.md ] || echo "$name $(sha256sum < "$f" | cut -c1-64)"
+    done > "$FAKE_CERTS_SEEN"
+    cat "$FAKE_BUILD_OUTPUT"
+    exit "$FAKE_BUILD_STATUS"
+fi
+exit 0
+"""
+
+PIP_TLS_FAILURE = """\
+Step 7/20 : RUN set -eu; ... /opt/venv/bin/pip install --no-compile -c constraints.txt ...
+WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after \
+connection broken by 'SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] \
+certificate verify failed: self-signed certificate in certificate chain (_ssl.c:1006)'))': \
+/simple/kfp/
+Could not fetch URL https://pypi.org/simple/kfp/: There was a problem confirming the ssl \
+certificate: HTTPSConnectionPool(host='pypi.org', port=443)
+ERROR: Could not find a version that satisfies the requirement kfp==2.17.3 (from versions: none)
+ERROR: No matching distribution found for kfp==2.17.3
+The command '/bin/sh -c set -eu; ...' returned a non-zero code: 1
+"""
+
+
+def build_image(
+    tmp_path: Path, output: str, status: int, **env: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """scripts/build-image.sh with the fake docker; returns the run and the certs the build saw."""
+    stub = tmp_path / "stub"
+    stub.mkdir(exist_ok=True)
+    (stub / "docker").write_text(_FAKE_DOCKER)
+    (stub / "docker").chmod(0o755)
+    (tmp_path / "build.out").write_text(output)
+    seen = tmp_path / "certs-seen"
+    tools = ["dirname", "sed", "mktemp", "cp", "rm", "tee", "grep", "cat", "date", "awk",
+             "basename", "sha256sum", "cut", "bash"]  # fmt: skip
+    bin_dir = tmp_path / "bin"
+    path = f"{stub}:{bin_dir if bin_dir.is_dir() else tools_dir(tmp_path, *tools)}"
+    base = {"PATH": path, "BASE_IMAGE": "python:3.11-slim-bookworm", "IMAGE": "kfops:test",
+            "FAKE_BUILD_OUTPUT": str(tmp_path / "build.out"), "FAKE_BUILD_STATUS": str(status),
+            "FAKE_CERTS_SEEN": str(seen), "FAKE_BUILT": "1" if status == 0 else "0"}  # fmt: skip
+    out = run_script("build-image.sh", {**base, **env})
+    certs = (
+        dict(line.split(" ", 1) for line in seen.read_text().splitlines()) if seen.exists() else {}
+    )
+    return out, certs
+
+
+HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_build_image_trusts_the_host_ca_bundle_by_default(tmp_path: Path) -> None:
+    if not HOST_BUNDLE.is_file():
+        pytest.skip(f"this machine has no CA bundle at {HOST_BUNDLE}")
+    assert not (REPO_ROOT / "docker/certs/extra-ca.crt").exists()
+    out, certs = build_image(tmp_path, "Successfully built 0123\n", 0)
+    assert out.returncode == 0, out.stderr
+    assert certs == {"extra-ca.crt": _sha256(HOST_BUNDLE)}  # what pip trusts in the build
+    assert "image kfops:test (base python:3.11-slim-bookworm) built in" in out.stdout
+    assert not (REPO_ROOT / "docker/certs/extra-ca.crt").exists()  # not left in the tree
+
+
+def test_build_image_uses_a_given_bundle_and_an_empty_one_turns_it_off(tmp_path: Path) -> None:
+    bundle = tmp_path / "corp-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n")
+    out, certs = build_image(tmp_path, "ok\n", 0, PIP_CA_BUNDLE=str(bundle))
+    assert out.returncode == 0, out.stderr
+    assert certs == {"extra-ca.crt": _sha256(bundle)}
+    out, certs = build_image(tmp_path, "ok\n", 0, PIP_CA_BUNDLE="")
+    assert out.returncode == 0, out.stderr
+    assert certs == {}
+    out, certs = build_image(tmp_path, "ok\n", 0, PIP_CA_BUNDLE=str(tmp_path / "missing.pem"))
+    assert out.returncode == 2 and certs == {}
+    assert out.stderr.strip() == f"error: PIP_CA_BUNDLE={tmp_path / 'missing.pem'} is not a file"
+
+
+def test_build_image_names_a_pip_tls_failure_in_one_line(tmp_path: Path) -> None:
+    out, _ = build_image(tmp_path, PIP_TLS_FAILURE, 1, PIP_CA_BUNDLE="")
+    assert out.returncode == 1
+    assert "No matching distribution found for kfp==2.17.3" in out.stdout  # docker's output
+    assert out.stderr.splitlines() == [
+        "error: pip in the image build could not verify the package index's TLS certificate "
+        "(CERTIFICATE_VERIFY_FAILED, PIP_CA_BUNDLE=<none>): set PIP_CA_BUNDLE to a CA bundle "
+        "that includes your proxy's CA"
+    ]
+    assert not (REPO_ROOT / "docker/certs/extra-ca.crt").exists()
+
+
+def test_build_image_other_failures_keep_their_own_message(tmp_path: Path) -> None:
+    out, _ = build_image(tmp_path, "ERROR: failed to solve: no space left on device\n", 1)
+    assert out.returncode == 1
+    assert "no space left on device" in out.stdout
+    assert out.stderr == ""
+
+
+# --- fetch-crds.sh: the CRD schemas of a user's PR CI ---------------------------------------------
+
+
+def _pins() -> dict[str, str]:
+    text = (REPO_ROOT / "scripts" / "fetch-crds.sh").read_text()
+    return dict(
+        (name, sha)
+        for name, sha in re.findall(r"^fetch \"\$\w+\" (\S+) ([0-9a-f]{64})$", text, re.M)
+    )
+
+
+def test_fetch_crds_pins_are_the_schemas_the_tests_use() -> None:
+    shared = crds_dir()
+    assert _pins() == {p.name: _sha256(p) for p in sorted(shared.glob("*.yaml"))}
+
+
+def test_fetch_crds_downloads_checks_and_refuses_a_changed_file(tmp_path: Path) -> None:
+    shared = crds_dir()
+    tools = tools_dir(tmp_path, "dirname", "mkdir", "curl", "sha256sum", "cut", "rm", "mv")
+    env = {"PATH": tools, "KSERVE_CRD_URL": f"file://{shared}",
+           "PROMETHEUS_CRD_URL": f"file://{shared}"}  # fmt: skip
+    dest = tmp_path / "crds"
+    out = run_script("fetch-crds.sh", env, str(dest))
+    assert out.returncode == 0, out.stderr
+    assert {p.name: _sha256(p) for p in dest.iterdir()} == _pins()
+    assert out.stdout.strip() == f"CRD schemas in {dest}: run the tests with KFOPS_CRDS_DIR={dest}"
+
+    tampered = tmp_path / "mirror"
+    shutil.copytree(shared, tampered)
+    name = "serving.kserve.io_inferenceservices.yaml"
+    with (tampered / name).open("a") as fh:
+        fh.write("# changed\n")
+    (dest / name).unlink()
+    out = run_script("fetch-crds.sh", {**env, "KSERVE_CRD_URL": f"file://{tampered}"}, str(dest))
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"error: file://{tampered}/{name} has sha256 {_sha256(tampered / name)}, "
+        f"not the pinned {_pins()[name]}"
+    )
+    assert not (dest / name).exists() and not (dest / f"{name}.part").exists()
+
+
+def test_pr_workflow_runs_the_crd_checks_instead_of_skipping_them() -> None:
+    pr = yaml.safe_load((REPO_ROOT / "templates/github/workflows/kfops-pr.yml").read_text())
+    job = pr["jobs"]["check"]
+    assert job["env"]["KFOPS_REQUIRE_INTEGRATION"] == "1"
+    runs = [s.get("run", "") for s in job["steps"]]
+    fetch = next(i for i, r in enumerate(runs) if r.startswith("bash scripts/fetch-crds.sh"))
+    tests = runs.index("make test-unit")
+    assert fetch < tests
+    dest = runs[fetch].split()[-1]
+    assert job["env"]["KFOPS_CRDS_DIR"] == "${{ github.workspace }}/" + dest

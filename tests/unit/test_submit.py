@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -301,10 +300,8 @@ def test_upload_creates_pipeline_then_named_version(kfp_replay: Any, package: Pa
 
 def test_401_names_host_and_how_to_pass_a_token(kfp_replay: Any, package: Path) -> None:
     replay = kfp_replay("unauthenticated")
-    start = time.monotonic()
     with pytest.raises(ClusterError) as err:
         submit.submit_run(target(replay), package, arguments=required_args(package))
-    assert time.monotonic() - start < 5  # no kfp retry loop
     msg = str(err.value)
     assert replay.url in msg and "401" in msg and "KFOPS_KFP_TOKEN" in msg and "--token-file" in msg
     assert replay.calls() == replay.expected_calls()

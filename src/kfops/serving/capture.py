@@ -91,12 +91,16 @@ class CaptureSink:
         if self.local:
             key = (model, day, hour)
             path = self._current.get(key)
-            if path is None or (self.fs.exists(path) and self.fs.size(path) > self.max_file_bytes):
+            exists = path is not None and self.fs.exists(path)
+            if path is None or (exists and self.fs.size(path) > self.max_file_bytes):
                 if path is not None:
                     self.seq += 1
                 path = f"{folder}/{hour}-{self.pid}-{self.seq}.jsonl"
-                self._current = {key: path}
+            if not exists:
+                # Every time the file is not there yet: after a failed makedirs (or a folder
+                # removed under us) the next batch must try again, not fail until the hour ends.
                 self.fs.makedirs(folder, exist_ok=True)
+            self._current = {key: path}
             # One write() per batch in append mode: a reader sees whole batches, or at worst a
             # truncated last line (which readers skip and count).
             with self.fs.open(path, "ab") as fh:

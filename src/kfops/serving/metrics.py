@@ -176,6 +176,10 @@ class MetricsMiddleware:
     It sits outside kserve's handlers so it also sees requests kserve rejects before the
     predictor runs (malformed JSON, V2 schema errors), which it counts as ``malformed_request``.
     ``predictors`` maps served model names to objects with ``current_version()``.
+
+    The request is counted before the last body chunk is handed to the server: uvicorn writes
+    it to the socket at once, so counting after the app returns would let a client read the
+    answer, scrape ``/metrics`` (possibly from another worker) and miss its own request.
     """
 
     def __init__(self, app: ASGIApp, predictors: Mapping[str, Any]) -> None:
@@ -192,22 +196,34 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status: int | None = None
+        recorded = False
 
-        async def send_status(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
+        def record() -> None:
+            nonlocal recorded, status
+            if recorded:
+                return
+            recorded = True
             if status is None:
                 # No response: the client went away first (kfops.serving.limits marks it), or
                 # the app crashed before answering (uvicorn then sends a 500 itself).
                 state = scope.get("state") or {}
                 status = CLIENT_CLOSED if state.get("kfops_disconnected") else 500
             self._record(scope, route, status, time.perf_counter() - start)
+
+        async def send_status(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                record()  # before the client can have the complete answer
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            # No complete response sent (an exception on its way to Starlette's 500 handler,
+            # or a client that went away): count it as it stands.
+            record()
 
     def _record(
         self, scope: MutableMapping[str, Any], route: tuple[str, str], status: int, took: float
