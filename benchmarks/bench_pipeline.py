@@ -83,7 +83,13 @@ def direct(data_uri: str, target: str, task: str, registry_root: str) -> None:
     )
     trained = train.run(
         train.TrainInputs(
-            f["train"], f["contract"], ESTIMATOR, SEED, f["model"], f["profile"], f["twin"],
+            f["train"],
+            f["contract"],
+            ESTIMATOR,
+            SEED,
+            f["model"],
+            f["profile"],
+            f["twin"],
             f["explainer"],
         ),
         ctx,
@@ -117,8 +123,17 @@ def direct(data_uri: str, target: str, task: str, registry_root: str) -> None:
     }  # fmt: skip
     version = register.run(
         register.RegisterInputs(
-            MODEL_NAME, f["model"], f["contract"], f["profile"], evaluation, f["importance"],
-            f["test"], f["twin"], trained.twin, f["explainer"], lineage,
+            MODEL_NAME,
+            f["model"],
+            f["contract"],
+            f["profile"],
+            evaluation,
+            f["importance"],
+            f["test"],
+            f["twin"],
+            trained.twin,
+            f["explainer"],
+            lineage,
         ),
         ctx,
     )
