@@ -405,14 +405,18 @@ def test_prometheus_scrapes_the_server(server: Server, tmp_path: Path) -> None:
     def query(q: str) -> list[dict[str, Any]]:
         return requests.get(api, params={"query": q}, timeout=5).json()["data"]["result"]
 
-    def scraped_total() -> float | None:
+    def ready() -> bool:  # the query API answers 503 until the TSDB is open
         try:
-            result = query(f'sum(kfops_requests_total{{model="{MODEL}"}})')
+            return requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=5).status_code == 200
         except requests.ConnectionError:
-            return None  # Prometheus still starting
+            return False  # not listening yet
+
+    def scraped_total() -> float | None:
+        result = query(f'sum(kfops_requests_total{{model="{MODEL}"}})')
         return float(result[0]["value"][1]) if result else None
 
     try:
+        wait_for(ready, 60, "Prometheus to be ready")
         wait_for(lambda: scraped_total() == expected, 60, f"Prometheus to scrape {expected}")
         info = query("kfops_model_info == 1")
         assert info and info[0]["metric"]["version"] == "v1" and info[0]["metric"]["sha256"]

@@ -194,6 +194,10 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         )
         prepare_multiprocess_dir(metrics_dir)
     kserve = import_kserve()
+    if args.workers > 1:
+        from kfops.serving.workers import install_patient_workers
+
+        install_patient_workers()
     from kfops.serving.predictor import KfopsPredictor, ServingOptions
 
     quiet_logging(args.access_log)
