@@ -4,8 +4,6 @@ chart and table), and the plots of a classifier (confusion matrix, ROC) or a reg
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from typing import Any
 
@@ -14,7 +12,7 @@ import numpy as np
 from kfops.evaluation import Evaluation
 from kfops.explain.importance import Importance, importance_chart_base64
 from kfops.reports import fmt
-from kfops.reports.html import escape, figure, page, table
+from kfops.reports.html import escape, figure, figure_png, page, table
 
 
 def render_report(
@@ -76,11 +74,7 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _figure_png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    # No timestamp/software metadata: the same evaluation renders to the same bytes.
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+_figure_png = figure_png
 
 
 def _confusion_png(evaluation: Evaluation) -> str:
