@@ -89,6 +89,10 @@ def test_iso_and_epoch_times_still_parse() -> None:
         parser.parse_args(["monitor", "--start", "--json"])
     with pytest.raises(ConfigError, match="bad time"):
         parse_time("-2 hours", 0)
+    # A unit it does not know reaches parse_time, whose message names the forms.
+    args = parser.parse_args(["monitor", "--start", "-2x"])
+    with pytest.raises(ConfigError, match=r"bad time '-2x': use ISO 8601, epoch seconds"):
+        parse_time(args.start, 0)
 
 
 # --------------------------------------------------------------------------- 2. labels

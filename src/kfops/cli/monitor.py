@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # What argparse may take as a value although it starts with "-": its own negative numbers and
-# the relative times of kfops.monitoring.parse_time (-2h, -30m, -1.5d, -90s).
-RELATIVE_TIME_ARG = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+(?:\.\d+)?[smhd]$")
+# the relative times of kfops.monitoring.parse_time (-2h, -30m, -1.5d, -90s). A number with
+# any unit letters counts too, so that "-2x" gets parse_time's message naming the forms.
+RELATIVE_TIME_ARG = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+(?:\.\d+)?[A-Za-z]+$")
 
 
 def register(sub: Any) -> None:
