@@ -109,7 +109,7 @@ def test_label_join_counts_and_example_id_when_none_join(tmp_path: Path) -> None
     assert (stats["read"], stats["joined"], stats["unmatched"]) == (30, 0, 30)
     assert stats["example_id"] == ids[0] == "r0:0"
     line = label_summary(stats)
-    assert "30 read from 1 files" in line and "0 joined" in line
+    assert "30 read from 1 file" in line and "0 joined" in line
     assert "<x-request-id>:<row>" in line and "'r0:0'" in line
 
 
@@ -143,7 +143,7 @@ def test_monitor_reports_the_label_join(tmp_path: Path, capsys: pytest.CaptureFi
                  str(T0 + 3600), "--report-dir", str(tmp_path / "r"), "--no-retrain"])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "labels: 120 read from 1 files, 120 joined to captured rows" in out
+    assert "labels: 120 read from 1 file, 120 joined to captured rows" in out
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["labels"]["read"] == 120 and result["labels"]["joined"] == 120
     assert "120 joined" in (tmp_path / "r" / "report.html").read_text()

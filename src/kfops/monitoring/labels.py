@@ -106,7 +106,8 @@ class LabelJoin:
 def label_summary(stats: dict[str, Any]) -> str:
     """One line for a person: labels read, joined, ambiguous, and what an id looks like."""
     text = (
-        f"labels: {stats['read']} read from {stats['files']} files"
+        f"labels: {stats['read']} read from {stats['files']} file"
+        + ("" if stats["files"] == 1 else "s")
         + (f" ({stats['malformed']} malformed lines skipped)" if stats["malformed"] else "")
         + f", {stats['joined']} joined to captured rows"
     )

@@ -74,9 +74,6 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-_figure_png = figure_png
-
-
 def _confusion_png(evaluation: Evaluation) -> str:
     from matplotlib.figure import Figure  # Figure without pyplot: no global state, Agg canvas
 
@@ -101,7 +98,7 @@ def _confusion_png(evaluation: Evaluation) -> str:
             va="center",
             color="white" if value > threshold else "black",
         )
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _roc_png(evaluation: Evaluation) -> str:
@@ -125,7 +122,7 @@ def _roc_png(evaluation: Evaluation) -> str:
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC curve")
     ax.legend(loc="lower right")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _regression_pngs(evaluation: Evaluation) -> list[tuple[str, str]]:
@@ -146,7 +143,7 @@ def _regression_pngs(evaluation: Evaluation) -> list[tuple[str, str]]:
     ax.set_xlabel("actual")
     ax.set_ylabel("predicted")
     ax.set_title("Predicted vs actual")
-    scatter = _figure_png(fig)
+    scatter = figure_png(fig)
     fig = Figure(figsize=(4.5, 4.5))
     ax = fig.add_subplot()
     ax.scatter(predicted, actual - predicted, s=8, alpha=0.6)
@@ -154,4 +151,4 @@ def _regression_pngs(evaluation: Evaluation) -> list[tuple[str, str]]:
     ax.set_xlabel("predicted")
     ax.set_ylabel("residual (actual - predicted)")
     ax.set_title("Residuals")
-    return [("Predicted vs actual", scatter), ("Residuals", _figure_png(fig))]
+    return [("Predicted vs actual", scatter), ("Residuals", figure_png(fig))]
