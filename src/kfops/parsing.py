@@ -228,7 +228,7 @@ def read_datetime(value: Any, formats: Sequence[str] = ()) -> datetime | None:
         warnings.simplefilter("ignore")
         try:
             stamp = pd.to_datetime(text, format="mixed")
-        except (ValueError, TypeError, OverflowError):
+        except Exception:  # dateutil/pandas raise several types; a client value is never a 5xx
             raise Unreadable(f"{describe(value)} is not a date") from None
     if stamp is pd.NaT or not isinstance(stamp, pd.Timestamp):
         raise Unreadable(f"{describe(value)} is not a date")

@@ -3,6 +3,7 @@ file, sent as written there, is read as training read it (issue 11: no training/
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from datetime import datetime
@@ -12,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kfops.contract import infer_contract
 from kfops.contract_model import Contract
@@ -276,3 +279,15 @@ def test_a_column_null_only_where_the_target_is_null_is_nullable() -> None:
     assert contract.feature("c").nullable is False
     row = {"x": "", "c": "a", "y": ""}
     assert RequestSchema(contract).parse_v1({"instances": [row]}).rows == 1
+
+
+_ANY = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(value=_ANY, formats=st.sampled_from([(), ("%Y/%m/%d",), ("%d %b %Y", "%Y")]))
+def test_readers_only_ever_refuse_with_unreadable(value: Any, formats: tuple[str, ...]) -> None:
+    """Whatever a client sends, a reader answers or raises Unreadable (a 4xx), nothing else."""
+    for read in (read_number, read_bool, lambda v: read_datetime(v, formats)):
+        with contextlib.suppress(Unreadable):
+            read(value)
