@@ -145,6 +145,16 @@ def read_bool(value: Any) -> bool | None:
     raise Unreadable(f"expected true/false, got {type_name(value)} {describe(value)}")
 
 
+_UNNAMED = re.compile(r"Unnamed: \d+")
+
+
+def unnamed_header(columns: Iterable[str]) -> str | None:
+    """The one column read_csv named ``Unnamed: <i>`` (an empty header, e.g. R's row names),
+    which a client reading the file with another CSV reader sends under the key ``""``."""
+    found = [c for c in columns if _UNNAMED.fullmatch(c)]
+    return found[0] if len(found) == 1 else None
+
+
 def category_key(value: Any) -> str:
     """A category by its string form: 1.0 and 1 are one category (JSON may send either for
     what training read as 1), "8" and 8 too (a CSV cell is text)."""

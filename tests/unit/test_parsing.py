@@ -291,3 +291,26 @@ def test_readers_only_ever_refuse_with_unreadable(value: Any, formats: tuple[str
     for read in (read_number, read_bool, lambda v: read_datetime(v, formats)):
         with contextlib.suppress(Unreadable):
             read(value)
+
+
+def test_an_empty_header_is_the_column_read_csv_calls_unnamed(tmp_path: Path) -> None:
+    """R writes row names under an empty header: read_csv names the column "Unnamed: 0", the
+    csv module keeps the key "". Either way the row is the file's own row."""
+    lines = ['"","size","colour","kind"']
+    lines += [
+        f'"{i}",{i % 7 + 0.5},"{["red", "blue"][i % 2]}","{"ab"[i % 3 == 0]}"' for i in range(1, 41)
+    ]
+    path = tmp_path / "r.csv"
+    path.write_text("\n".join(lines) + "\n")
+    frame = pd.read_csv(path)
+    assert "Unnamed: 0" in frame.columns
+    contract = infer_contract(frame, "kind", "classification")
+    schema = RequestSchema(contract)
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert "" in rows[0]
+    assert schema.parse_v1({"instances": rows}).rows == 40
+    with pytest.raises(RequestError):  # an empty key means nothing to a model without one
+        RequestSchema(
+            infer_contract(frame.drop(columns="Unnamed: 0"), "kind", "classification")
+        ).parse_v1({"instances": rows[:1]})

@@ -27,6 +27,7 @@ from kfops.parsing import (
     read_datetime,
     read_number,
     type_name,
+    unnamed_header,
 )
 
 # Bounded reason vocabulary: these are also the values of the `reason` metric label.
@@ -248,6 +249,8 @@ class RequestSchema:
         self.name_set = frozenset(self.names)
         # A row of the training file also has the target and the dropped columns: ignored.
         self.ignored = contract.ignored_columns - self.name_set
+        # An empty header is "Unnamed: <i>" to read_csv and "" to other readers: both name it.
+        self.unnamed = unnamed_header([*self.names, *sorted(self.ignored)])
         self.strict_categories = strict_categories
         self.checkers: list[Checker] = [
             _CHECKERS[f.kind](f, strict_categories) for f in contract.features
@@ -363,6 +366,8 @@ class RequestSchema:
                     except _Bad as bad:
                         errors.add(f"instances[{r}].{names[j]}", bad.reason, bad.message)
             elif kind is dict:
+                if self.unnamed is not None and "" in row and self.unnamed not in row:
+                    row = {(self.unnamed if k == "" else k): v for k, v in row.items()}
                 if row.keys() != self.name_set:
                     self._key_errors(row, f"instances[{r}]", errors)
                 for j in range(width):
