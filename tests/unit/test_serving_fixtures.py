@@ -22,6 +22,7 @@ from kfops.registry import ModelVersion, Registry
 from kfops.training import save_model, train
 
 MODEL = "penguins"
+TWIN_LINEAGE = "twin-lineage.json"  # next to the cached artifacts, not one of them
 
 
 @functools.cache
@@ -49,8 +50,9 @@ def _artifacts(cache_dir: str, estimator: str | None) -> dict[str, Path]:
     (out / TWIN_FILE).write_bytes(twin.onnx)  # type: ignore[union-attr]
     record = judge(TwinRecord.from_conversion(twin.to_dict()), model, out / TWIN_FILE, df, contract)
     assert record.verified, record.to_dict()
-    write_json_atomic(out / "lineage.json", {"test": True, "twin": record.to_dict()})
-    names = ("model.joblib", "contract.json", "reference_profile.json", TWIN_FILE, "lineage.json")
+    # The lineage a registration would write (not a version file: the registry writes it).
+    write_json_atomic(out / TWIN_LINEAGE, {"test": True, "twin": record.to_dict()})
+    names = ("model.joblib", "contract.json", "reference_profile.json", TWIN_FILE)
     return {n: out / n for n in names}
 
 
@@ -78,10 +80,9 @@ def register_version(
     files = {n: p for n, p in artifacts(estimator).items() if n not in without}
     lineage: dict[str, Any] = {"test": True}
     if twin and "model.onnx" in files:
-        lineage = read_json(files["lineage.json"])
+        lineage = read_json(files["model.onnx"].parent / TWIN_LINEAGE)
     else:
         files.pop("model.onnx", None)
-    files.pop("lineage.json", None)  # the registry writes the lineage it is given
     return Registry(root).register(MODEL, files, lineage, aliases=aliases)
 
 
