@@ -17,10 +17,12 @@ import pytest
 from kfops.contract import infer_contract
 from kfops.datasets import default_data_path
 from kfops.drift import build_reference_profile
+from kfops.io import read_json, write_json_atomic
 from kfops.registry import ModelVersion, Registry
 from kfops.training import save_model, train
 
 MODEL = "penguins"
+TWIN_LINEAGE = "twin-lineage.json"  # next to the cached artifacts, not one of them
 
 
 @functools.cache
@@ -30,6 +32,11 @@ def penguins() -> pd.DataFrame:
 
 @functools.cache
 def _artifacts(cache_dir: str, estimator: str | None) -> dict[str, Path]:
+    """A version's files: model, contract, profile and, as registration makes them, its ONNX
+    twin verified on the rows it was trained on (``model.onnx``) and the lineage saying so."""
+    from kfops.twin import convert
+    from kfops.twin.record import TWIN_FILE, TwinRecord, judge
+
     df = penguins()
     contract = infer_contract(df, "species", "classification")
     model = train(df, contract, estimator=estimator)
@@ -38,7 +45,15 @@ def _artifacts(cache_dir: str, estimator: str | None) -> dict[str, Path]:
     save_model(model, out / "model.joblib")
     contract.save(out / "contract.json")
     build_reference_profile(df, contract).save(out / "reference_profile.json")
-    return {n: out / n for n in ("model.joblib", "contract.json", "reference_profile.json")}
+    twin = convert(model, contract)
+    assert twin.convertible, twin.to_dict()
+    (out / TWIN_FILE).write_bytes(twin.onnx)  # type: ignore[union-attr]
+    record = judge(TwinRecord.from_conversion(twin.to_dict()), model, out / TWIN_FILE, df, contract)
+    assert record.verified, record.to_dict()
+    # The lineage a registration would write (not a version file: the registry writes it).
+    write_json_atomic(out / TWIN_LINEAGE, {"test": True, "twin": record.to_dict()})
+    names = ("model.joblib", "contract.json", "reference_profile.json", TWIN_FILE)
+    return {n: out / n for n in names}
 
 
 _CACHE: dict[str, str] = {}
@@ -58,9 +73,17 @@ def register_version(
     estimator: str | None = None,
     aliases: tuple[str, ...] = (),
     without: tuple[str, ...] = (),
+    twin: bool = True,
 ) -> ModelVersion:
+    """A penguins version; with ``twin`` (the default) it has a verified ONNX twin, which
+    ``kfops serve`` serves by default (runtime auto), else it is a version without one."""
     files = {n: p for n, p in artifacts(estimator).items() if n not in without}
-    return Registry(root).register(MODEL, files, {"test": True}, aliases=aliases)
+    lineage: dict[str, Any] = {"test": True}
+    if twin and "model.onnx" in files:
+        lineage = read_json(files["model.onnx"].parent / TWIN_LINEAGE)
+    else:
+        files.pop("model.onnx", None)
+    return Registry(root).register(MODEL, files, lineage, aliases=aliases)
 
 
 def make_registry(root: Path) -> Registry:
