@@ -190,58 +190,70 @@ def _violations_from_failures(
         count = len(group)
         if check == "column_in_dataframe":
             for name in values:
-                what = "target column" if name == target else "column"
-                out.append(
-                    Violation(str(name), "missing_column", severity, f"{what} {name!r} is missing")
-                )
+                out.append(violation(str(name), "missing_column", severity, 0, [], contract))
             continue
         if check == "column_in_schema":
             for name in values:
-                out.append(
-                    Violation(
-                        str(name),
-                        "unexpected_column",
-                        severity,
-                        f"unexpected column {name!r} (not in the contract; it is ignored)",
-                    )
-                )
+                out.append(violation(str(name), "unexpected_column", severity, 0, [], contract))
             continue
         if col in skip:
             continue
         examples = examples_of(values)
-        name = col or ""
         if check == "not_all_null":
-            rule, msg, count = "all_null", f"column {name!r} has only null values", 0
+            rule = "all_null"
         elif check == "not_nullable":
-            examples = []
-            if col == target:
-                rule, msg = "target_null", f"target {name!r} has {count} null values"
-            else:
-                rule = "nulls"
-                msg = f"column {name!r} has {count} null values but had none in training"
-        elif check.startswith("isin") and col == target:
-            rule = "unseen_class"
-            msg = (
-                f"target {name!r} has {count} values outside the training classes, e.g. {examples}"
-            )
+            rule = "target_null" if col == target else "nulls"
         elif check.startswith("isin"):
-            spec = contract.feature(name)
-            rule = "unseen_category"
-            domain = "values" if spec.kind == "boolean" else "categories"
-            msg = (
-                f"column {name!r} has {count} values outside the training {domain}, e.g. {examples}"
-            )
+            rule = "unseen_class" if col == target else "unseen_category"
         elif check.startswith("in_range"):
-            spec = contract.feature(name)
             rule = "out_of_range"
-            msg = (
-                f"column {name!r} has {count} values outside the training range "
-                f"[{spec.min}, {spec.max}], e.g. {examples}"
-            )
         else:
-            rule, msg = check, f"column {name!r} fails {check} in {count} rows, e.g. {examples}"
-        out.append(Violation(col, rule, severity, msg, count, examples))
+            rule = check
+        out.append(violation(col, rule, severity, count, examples, contract))
     return out
+
+
+def violation(
+    column: str | None,
+    rule: str,
+    severity: Severity,
+    count: int,
+    examples: list[Any],
+    contract: Contract,
+) -> Violation:
+    """The violation ``validate`` reports for ``count`` failing values of ``column`` (one home
+    for the wording: ``validate`` and the merge of chunked windows build them here)."""
+    name = column or ""
+    if rule == "missing_column":
+        what = "target column" if column == contract.target.name else "column"
+        return Violation(column, rule, severity, f"{what} {column!r} is missing")
+    if rule == "unexpected_column":
+        message = f"unexpected column {column!r} (not in the contract; it is ignored)"
+        return Violation(column, rule, severity, message)
+    if rule == "all_null":
+        return Violation(column, rule, severity, f"column {name!r} has only null values", 0, [])
+    if rule == "target_null":
+        return Violation(column, rule, severity, f"target {name!r} has {count} null values", count)
+    if rule == "nulls":
+        msg = f"column {name!r} has {count} null values but had none in training"
+        return Violation(column, rule, severity, msg, count)
+    if rule == "unseen_class":
+        msg = f"target {name!r} has {count} values outside the training classes, e.g. {examples}"
+    elif rule == "unseen_category":
+        domain = "values" if contract.feature(name).kind == "boolean" else "categories"
+        msg = f"column {name!r} has {count} values outside the training {domain}, e.g. {examples}"
+    elif rule == "out_of_range":
+        spec = contract.feature(name)
+        msg = (
+            f"column {name!r} has {count} values outside the training range "
+            f"[{spec.min}, {spec.max}], e.g. {examples}"
+        )
+    elif rule == "type":
+        kind = contract.feature(name).kind if name in contract.feature_names else "numeric"
+        return _type_violation(LostValues(name, kind, count, examples))
+    else:
+        msg = f"column {name!r} fails {rule} in {count} rows, e.g. {examples}"
+    return Violation(column, rule, severity, msg, count, examples)
 
 
 def _discount_type_failures(warns: list[Violation], failures: list[Violation]) -> list[Violation]:
