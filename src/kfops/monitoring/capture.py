@@ -219,11 +219,12 @@ META_COLUMNS = ["id", "ts", "version", "prediction", "proba"]
 
 def _check(rec: Any) -> str | None:
     """Why a parsed line is not a capture record (None: it is one)."""
-    if not isinstance(rec, dict):
+    # type() checks: JSON gives exactly dict/int/float (and bool is not a number here).
+    if type(rec) is not dict:
         return "not a JSON object"
-    if not isinstance(rec.get("features"), dict):
+    if type(rec.get("features")) is not dict:
         return "no 'features' object"
-    if not isinstance(rec.get("ts"), int | float) or isinstance(rec["ts"], bool):
+    if type(rec.get("ts")) not in (int, float):
         return "no numeric 'ts'"
     return None
 
@@ -297,8 +298,8 @@ def iter_capture(
                 continue
             records.append(rec)
             if len(records) >= chunk_rows:
-                yield _chunk(records)
-                records = []
+                chunk, records = _chunk(records), []  # parsed dicts freed before the fold
+                yield chunk
     if records:
         yield _chunk(records)
     if scan.malformed:

@@ -154,6 +154,7 @@ def save(capture_dir: str | Path, profile: HourProfile) -> str | None:
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     fh.write(text)
+                os.chmod(tmp, 0o644)  # readable like the capture files (mkstemp makes 0600)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
