@@ -272,7 +272,14 @@ def iter_capture(
     if files is None:
         files = list_capture_files(capture_dir, model, [(start, end)])
     records: list[dict[str, Any]] = []
+    previous: float | None = None
     for file in files:
+        if records and file.hour != previous:
+            # A chunk stays within one file hour: it is folded per hour, and each fold costs
+            # a validation call (fixed overhead), so mixing hours in a chunk would double them.
+            chunk, records = _chunk(records), []
+            yield chunk
+        previous = file.hour
         scan.files += 1
         tally = scan.by_file_hour.setdefault(file.hour, [0, 0])
         for number, raw in enumerate(iter_lines(fs, file.path), start=1):
