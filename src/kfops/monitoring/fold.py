@@ -25,7 +25,7 @@ from kfops.contract._values import MAX_EXAMPLES, to_jsonable
 from kfops.contract_model import Contract
 from kfops.drift import ReferenceProfile, WindowProfile, profile_window
 from kfops.errors import DataError
-from kfops.monitoring.capture import META_COLUMNS, CaptureChunk, hour_of
+from kfops.monitoring.capture import META_COLUMNS, CaptureChunk
 from kfops.monitoring.labels import Labels
 
 _Key = tuple[str | None, str, str]  # (column, rule, severity)
@@ -270,6 +270,5 @@ __all__ = [
     "WindowFold",
     "fold_chunk",
     "hour_folds_merge",
-    "hour_of",
     "served_mask",
 ]
