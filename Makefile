@@ -109,7 +109,7 @@ bench-drift: $(STAMP) ## drift detection vs Evidently (own venv under .bench/)
 	$(BIN)/python benchmarks/bench_drift.py
 
 .PHONY: bench-monitor
-bench-monitor: $(STAMP) ## monitoring at scale: drift power table vs Evidently (own venv under .bench/)
+bench-monitor: $(STAMP) ## monitoring at scale: drift power vs Evidently (own venv under .bench/); kfops monitor time and RSS (--part scale)
 	$(BIN)/python benchmarks/bench_monitor.py $(BENCH_ARGS)
 
 .PHONY: bench-serve

@@ -13,12 +13,18 @@ One script, one section per question; ``--part`` picks them (default: all):
   windows to check that it flags the same columns). Evidently's own dataset verdict (share of
   drifted columns >= 0.5) is reported too. Windows are generated from fixed seeds on both
   sides; a fingerprint of each cell's first window is compared before the table is printed.
-- ``scale`` (to be added): wall time, rows per second and peak RSS of ``kfops monitor`` on
-  100k, 1M and 10M captured rows. Add it as a ``part_scale(args)`` function with its own
-  options, and register it in ``PARTS`` below.
+- ``scale``: wall time, rows per second (wall and per CPU-second) and peak RSS of
+  ``kfops monitor`` (a fresh process; its process tree sampled as ``make bench-pipeline``
+  does) on one day of captured rows (default 100k, 1M, 10M: ``--scale-sizes``) of a model
+  trained by ``kfops run`` on a public table (Benefits.csv), written by the predictor's own
+  capture writer into a temp dir and deleted after. Sides: the pre-change whole-window flow
+  (the window in memory as pandas; up to ``--baseline-max-rows``), ``kfops monitor`` streaming
+  the raw rows (its first run of a day: it also writes the hourly profiles), ``kfops monitor``
+  merging the 24 hourly profiles. Goals printed beside the figures.
 
     .venv/bin/python benchmarks/bench_monitor.py [--part power] [--windows 50]
         [--null-windows 100] [--sizes 100,300,...] [--no-evidently]
+    .venv/bin/python benchmarks/bench_monitor.py --part scale [--scale-sizes 100000,1000000]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -315,11 +322,262 @@ def part_power(args: argparse.Namespace) -> dict[str, Any]:
     return {"kfops": ours, "evidently": ev}
 
 
-# ------------------------------------------------------------------ scale (to be added)
-# part_scale(args): wall time, rows/s and peak RSS of `kfops monitor` over 100k/1M/10M
-# captured rows (issue 15). Register it in PARTS when it exists.
+# ------------------------------------------------------------------ scale
 
-PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"power": part_power}
+SCALE_DATA = Path("/work/datasets/r/Benefits.csv")  # US unemployment-benefit claims, 4,877 rows
+SCALE_TARGET, SCALE_DROP = "ui", "Unnamed: 0,bluecol"  # the row-name ID column; a constant one
+SCALE_MODEL = "benefits"
+SCALE_DAY = datetime(2026, 11, 20, tzinfo=UTC).timestamp()  # a closed day in the past
+DEFAULT_SCALE_SIZES = (100_000, 1_000_000, 10_000_000)
+REQUEST_ROWS = 100  # captured requests of this many rows share a time stamp
+GOAL_RSS_RATIO, GOAL_RSS_MB, GOAL_ROWS_PER_CORE = 1.5, 600.0, 200_000
+
+
+def scale_model(args: argparse.Namespace) -> Path:
+    """A registry with a champion trained on the table by `kfops run` (kept under .bench/)."""
+    registry = REPO / ".bench" / "monitor-scale" / "registry"
+    if (registry / "models" / SCALE_MODEL / "aliases" / "champion.json").is_file():
+        return registry
+    print(f"training {SCALE_MODEL} on {args.scale_data} with `kfops run` (once)...", flush=True)
+    cmd = [str(REPO / ".venv" / "bin" / "kfops"), "run", "--data", str(args.scale_data),
+           "--target", SCALE_TARGET, "--drop-columns", SCALE_DROP, "--model-name", SCALE_MODEL,
+           "--registry", str(registry), "--threshold", "f1_macro=0"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f"kfops run failed:\n{out.stderr[-3000:]}")
+    return registry
+
+
+def write_scale_capture(dest: Path, registry: Path, rows: int, data: Path, seed: int = 0) -> None:
+    """``rows`` captured rows over one day, written by the predictor's own writer
+    (``kfops.serving.capture``: records + CaptureSink), sampled from the training table."""
+    import orjson
+
+    from kfops.contract_model import Contract
+    from kfops.registry import Registry
+    from kfops.serving.capture import CaptureItem, CaptureSink, records
+
+    mv = Registry(registry).resolve(SCALE_MODEL, "champion")
+    contract = Contract.load(mv.path / "contract.json")
+    table = pd.read_csv(data)
+    names = contract.feature_names
+    classes = [str(c) for c in (contract.target.classes or ())]
+    sink = CaptureSink(str(dest))
+    rng = np.random.default_rng(seed)
+    # Python scalars, as the predictor hands them over (NaN is written as null by orjson).
+    columns = {n: np.array([*table[n].tolist(), None], dtype=object)[:-1] for n in names}
+    batch = 50_000
+    for first in range(0, rows, batch):
+        n = min(batch, rows - first)
+        idx = rng.integers(0, len(table), n)
+        cols = [columns[name][idx].tolist() for name in names]
+        p = rng.random(n).tolist()
+        lines: list[bytes] = []
+        hour_of_batch = None
+        for r0 in range(0, n, REQUEST_ROWS):
+            r1 = min(n, r0 + REQUEST_ROWS)
+            ts = SCALE_DAY + (first + r0) / rows * 86400
+            item = CaptureItem(
+                SCALE_MODEL, mv.version, f"q{first + r0}", ts, names,
+                [c[r0:r1] for c in cols],
+                [classes[int(x > 0.5)] for x in p[r0:r1]],
+                [[1 - x, x] for x in p[r0:r1]], classes,
+            )  # fmt: skip
+            hour = int(ts // 3600)
+            if hour_of_batch is not None and hour != hour_of_batch[0]:
+                sink.write(SCALE_MODEL, hour_of_batch[1], b"\n".join(lines) + b"\n")
+                lines = []
+            if not lines:
+                hour_of_batch = (hour, ts)
+            lines.extend(orjson.dumps(rec) for rec in records(item))
+        if lines and hour_of_batch is not None:
+            sink.write(SCALE_MODEL, hour_of_batch[1], b"\n".join(lines) + b"\n")
+
+
+def baseline_child(spec: dict[str, Any]) -> None:
+    """The pre-streaming flow in one process: the whole window in memory (pandas), then the
+    same validation, profile and verdict ``kfops monitor`` computes."""
+    from kfops.contract import validate
+    from kfops.contract_model import Contract
+    from kfops.drift import ReferenceProfile, detect_drift, profile_window
+    from kfops.monitoring import read_capture
+    from kfops.registry import Registry
+
+    mv = Registry(spec["registry"]).verify(SCALE_MODEL, "champion")
+    contract = Contract.load(mv.path / "contract.json")
+    window = read_capture(spec["capture"], SCALE_MODEL, spec["start"], spec["end"])
+    served = (window.meta["version"].fillna(mv.version) == mv.version).to_numpy()
+    feats = window.features[served].reset_index(drop=True)
+    report = validate(feats, contract, check_target=False)
+    drift = detect_drift(
+        ReferenceProfile.load(mv.path), profile_window(feats, ReferenceProfile.load(mv.path))
+    )
+    print(json.dumps({"rows": window.rows, "errors": len(report.errors), "drift": drift.drifted}))
+
+
+def probe_child(cmd: list[str], log: Path, interval: float) -> None:
+    """In a fresh process: run ``cmd``, sample its process tree (bench_pipeline.probe), add
+    the CPU seconds of the tree (RUSAGE_CHILDREN: this process waited for it and nothing else)."""
+    import resource
+
+    from bench_pipeline import probe
+
+    out = probe(cmd, log, interval)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["cpu_s"] = usage.ru_utime + usage.ru_stime
+    print(json.dumps(out))
+
+
+def scale_run(cmd: list[str], log: Path, interval: float) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--probe-child", json.dumps(cmd), str(log), str(interval)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(out.stdout[-3000:] + out.stderr[-3000:])
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _profiles(action: str, capture: Path, stash: Path) -> None:
+    """Remove the hourly profiles, keep a copy of them, or put the copy back."""
+    import shutil
+
+    if action == "remove":
+        for p in capture.rglob("*.profile.json"):
+            p.unlink()
+    elif action == "stash":
+        stash.mkdir(exist_ok=True)
+        for p in capture.rglob("*.profile.json"):
+            shutil.copy2(p, stash / f"{p.parent.name}__{p.name}")
+    else:
+        for p in stash.iterdir():
+            day, name = p.name.split("__", 1)
+            shutil.copy2(p, capture / SCALE_MODEL / day / name)
+
+
+def part_scale(args: argparse.Namespace) -> dict[str, Any]:
+    import shutil
+    import tempfile
+
+    from _protocol import Protocol, median, spread
+
+    sizes = args.scale_sizes
+    registry = scale_model(args)
+    kfops_bin = str(REPO / ".venv" / "bin" / "kfops")
+    start, end = SCALE_DAY, SCALE_DAY + 86400
+    sides = ("whole window (pre-change: pandas, in memory)", "kfops monitor: raw rows streamed",
+             "kfops monitor: 24 hourly profiles")  # fmt: skip
+    protocol = Protocol(
+        sides=sides,
+        rounds=args.scale_rounds,
+        warmup=0,
+        work=f"one window of a day of captured rows of {SCALE_MODEL} (a logistic regression "
+        f"trained by `kfops run` on {args.scale_data.name}, {len(SCALE_DROP.split(','))} columns "
+        "dropped), checked against its champion: data quality, drift verdict",
+        parallelism="each run is a fresh process (one core's worth of work; the tree is sampled)",
+        warmup_text="no warm-up run (each run is a cold, fresh process, as a scheduled job is)",
+    )
+    print("## scale: wall time, rows per second and peak RSS of `kfops monitor`")
+    print(protocol.header())
+    print(
+        f"capture: one day (24 hourly files) written by the predictor's writer "
+        f"(kfops.serving.capture), requests of {REQUEST_ROWS} rows sampled from the table; "
+        f"the whole-window baseline runs up to {args.baseline_max_rows:,} rows (it holds the "
+        "window in memory)."
+    )
+    print(flush=True)
+    results: dict[str, Any] = {}
+    for rows in sizes:
+        tmp = Path(tempfile.mkdtemp(prefix="kfops-bench-monitor-", dir=args.scale_tmp))
+        try:
+            capture = tmp / "capture"
+            t0 = time.perf_counter()
+            write_scale_capture(capture, registry, rows, args.scale_data)
+            size = sum(p.stat().st_size for p in capture.rglob("*.jsonl"))
+            print(f"{rows:,} rows: {size / 1e6:,.0f} MB of JSONL written in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+            monitor = [kfops_bin, "monitor", "--model", SCALE_MODEL, "--registry", str(registry),
+                       "--capture-dir", str(capture), "--start", str(start), "--end", str(end),
+                       "--no-retrain", "--report-dir", str(tmp / "report")]  # fmt: skip
+            stash = tmp / "profiles"
+
+            base_spec = json.dumps({"registry": str(registry), "capture": str(capture),
+                                    "start": start, "end": end})  # fmt: skip
+            commands = {
+                sides[0]: [sys.executable, __file__, "--baseline-child", base_spec],
+                sides[1]: monitor,
+                sides[2]: monitor,
+            }
+            run_sides = [s for s in sides if s != sides[0] or rows <= args.baseline_max_rows]
+            figures: dict[str, list[dict[str, float]]] = {s: [] for s in run_sides}
+            for r in range(protocol.rounds):
+                for side in protocol.order(r, run_sides):
+                    if side == sides[1]:
+                        _profiles("remove", capture, stash)
+                    elif side == sides[2]:
+                        if not stash.exists():  # made by a streamed run (untimed when needed)
+                            _profiles("remove", capture, stash)
+                            subprocess.run(monitor, capture_output=True, check=True)
+                            _profiles("stash", capture, stash)
+                        _profiles("restore", capture, stash)
+                    out = scale_run(commands[side], tmp / "run.log", args.sample_interval)
+                    if side == sides[1] and not stash.exists():
+                        _profiles("stash", capture, stash)
+                    figures[side].append(out)
+            results[str(rows)] = {"bytes": size, "sides": figures}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print_scale_rows(rows, results[str(rows)], median, spread)
+    print_scale_goals(sizes, results, sides[1], median)
+    return results
+
+
+def print_scale_rows(rows: int, result: dict[str, Any], median: Any, spread: Any) -> None:
+    print()
+    print(f"| {rows:,} rows ({result['bytes'] / 1e6:,.0f} MB JSONL) | wall s | rows/s (wall) | "
+          "CPU s | rows per CPU-second | tree peak RSS MiB | largest process MiB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for side, runs in result["sides"].items():
+        wall = [r["wall_s"] for r in runs]
+        cpu = [r["cpu_s"] for r in runs]
+        print(
+            f"| {side} | {spread(wall)} | {rows / median(wall):,.0f} | {spread(cpu)} | "
+            f"{rows / median(cpu):,.0f} | {spread([r['tree_mib'] for r in runs], '.0f')} | "
+            f"{spread([r['largest_mib'] for r in runs], '.0f')} |"
+        )
+    print(flush=True)
+
+
+def print_scale_goals(sizes: list[int], results: dict[str, Any], side: str, median: Any) -> None:
+    small, large = min(sizes), max(sizes)
+    rss = {n: median([r["tree_mib"] for r in results[str(n)]["sides"][side]]) for n in sizes}
+    rate = {n: n / median([r["cpu_s"] for r in results[str(n)]["sides"][side]]) for n in sizes}
+    ratio = rss[large] / rss[small]
+    large_mb = rss[large] * 1.048576
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print(f"goals ({side}):")
+    print(
+        f"- peak RSS at {large:,} rows within {GOAL_RSS_RATIO}x of {small:,}: "
+        f"{rss[large]:.0f} / {rss[small]:.0f} MiB = {ratio:.2f}x "
+        f"({verdict(ratio <= GOAL_RSS_RATIO)})"
+    )
+    print(
+        f"- peak RSS under {GOAL_RSS_MB:.0f} MB at {large:,} rows: {large_mb:.0f} MB "
+        f"({verdict(large_mb < GOAL_RSS_MB)})"
+    )
+    rates = [f"{n:,} rows {rate[n]:,.0f} ({verdict(rate[n] >= GOAL_ROWS_PER_CORE)})" for n in sizes]
+    print(f"- at least {GOAL_ROWS_PER_CORE:,} rows per CPU-second: " + ", ".join(rates))
+    if large < 10_000_000:
+        print(f"  (largest size run: {large:,} rows; pass --scale-sizes to run 10,000,000)")
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "power": part_power,
+    "scale": part_scale,
+}
 
 
 def _ints(text: str) -> list[int]:
@@ -348,10 +606,27 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--no-evidently", action="store_true")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument("--scale-sizes", type=_ints, default=list(DEFAULT_SCALE_SIZES),
+                        help="captured rows per window for the scale part")  # fmt: skip
+    parser.add_argument("--scale-rounds", type=int, default=1)
+    parser.add_argument("--scale-data", type=Path, default=SCALE_DATA)
+    parser.add_argument("--scale-tmp", default=None, help="where captures are generated")
+    parser.add_argument("--baseline-max-rows", type=int, default=1_000_000,
+                        help="largest window the whole-window baseline is run on")  # fmt: skip
+    parser.add_argument("--sample-interval", type=float, default=0.1, help="RSS sampling, s")
     parser.add_argument("--evidently-child", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.evidently_child:
         evidently_power_child(json.loads(args.evidently_child))
+        return
+    if args.baseline_child:
+        baseline_child(json.loads(args.baseline_child))
+        return
+    if args.probe_child:
+        cmd, log, interval = args.probe_child
+        probe_child(json.loads(cmd), Path(log), float(interval))
         return
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} (1 min) at start\n")

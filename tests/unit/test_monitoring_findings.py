@@ -128,6 +128,16 @@ def test_a_repeated_client_id_never_joins_one_label_twice(tmp_path: Path) -> Non
     assert join.joined == 5 and set(join.frame["id"]) == {f"u{i}:0" for i in range(5)}
     assert (join.ambiguous_ids, join.ambiguous_rows) == (10, 20)
     assert "10 ids ambiguous (captured 20 times in all: not joined)" in label_summary(join.stats())
+    # The streaming join monitoring uses (chunks smaller than the window) decides the same.
+    from kfops.monitoring.capture import iter_capture
+    from kfops.monitoring.fold import StreamingLabelJoin
+
+    stream = StreamingLabelJoin(read_labels(labels), keep_features=True)
+    for chunk in iter_capture(capture, MODEL, chunk_rows=7, **WINDOW):
+        stream.add(chunk.features, chunk.meta)
+    assert stream.stats() == join.stats()
+    assert sorted(stream.joined["id"]) == sorted(join.frame["id"])
+    assert len(stream.features) == 5
 
 
 def test_monitor_reports_the_label_join(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

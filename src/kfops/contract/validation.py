@@ -8,6 +8,7 @@ the model server's batch checks both use it.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -159,6 +160,21 @@ def _build_schemas(contract: Contract, check_target: bool, allow_all_null: bool)
     )
 
 
+_SCHEMAS: dict[tuple[str, bool, bool], tuple[Any, Any]] = {}
+
+
+def _schemas(contract: Contract, check_target: bool, allow_all_null: bool) -> tuple[Any, Any]:
+    """``_build_schemas``, built once per contract: building them costs tens of milliseconds,
+    which monitoring (one validation per chunk of a streamed window) would pay per chunk."""
+    key = (json.dumps(contract.to_dict(), sort_keys=True, default=str), check_target,
+           allow_all_null)  # fmt: skip
+    if key not in _SCHEMAS:
+        if len(_SCHEMAS) >= 16:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = _build_schemas(contract, check_target, allow_all_null)
+    return _SCHEMAS[key]
+
+
 def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
     from pandera.errors import SchemaErrors
 
@@ -190,63 +206,76 @@ def _violations_from_failures(
         count = len(group)
         if check == "column_in_dataframe":
             for name in values:
-                what = "target column" if name == target else "column"
-                out.append(
-                    Violation(str(name), "missing_column", severity, f"{what} {name!r} is missing")
-                )
+                out.append(violation(str(name), "missing_column", severity, 0, [], contract))
             continue
         if check == "column_in_schema":
             for name in values:
-                out.append(
-                    Violation(
-                        str(name),
-                        "unexpected_column",
-                        severity,
-                        f"unexpected column {name!r} (not in the contract; it is ignored)",
-                    )
-                )
+                out.append(violation(str(name), "unexpected_column", severity, 0, [], contract))
             continue
         if col in skip:
             continue
         examples = examples_of(values)
-        name = col or ""
         if check == "not_all_null":
-            rule, msg, count = "all_null", f"column {name!r} has only null values", 0
+            rule = "all_null"
         elif check == "not_nullable":
-            examples = []
-            if col == target:
-                rule, msg = "target_null", f"target {name!r} has {count} null values"
-            else:
-                rule = "nulls"
-                msg = f"column {name!r} has {count} null values but had none in training"
-        elif check.startswith("isin") and col == target:
-            rule = "unseen_class"
-            msg = (
-                f"target {name!r} has {count} values outside the training classes, "
-                f"e.g. {fmt.values(examples)}"
-            )
+            rule = "target_null" if col == target else "nulls"
         elif check.startswith("isin"):
-            spec = contract.feature(name)
-            rule = "unseen_category"
-            domain = "values" if spec.kind == "boolean" else "categories"
-            msg = (
-                f"column {name!r} has {count} values outside the training {domain}, "
-                f"e.g. {fmt.values(examples)}"
-            )
+            rule = "unseen_class" if col == target else "unseen_category"
         elif check.startswith("in_range"):
-            spec = contract.feature(name)
             rule = "out_of_range"
-            msg = (
-                f"column {name!r} has {count} values outside the training range "
-                f"[{fmt.value(spec.min)}, {fmt.value(spec.max)}], e.g. {fmt.values(examples)}"
-            )
         else:
-            rule, msg = (
-                check,
-                f"column {name!r} fails {check} in {count} rows, e.g. {fmt.values(examples)}",
-            )
-        out.append(Violation(col, rule, severity, msg, count, examples))
+            rule = check
+        out.append(violation(col, rule, severity, count, examples, contract))
     return out
+
+
+def violation(
+    column: str | None,
+    rule: str,
+    severity: Severity,
+    count: int,
+    examples: list[Any],
+    contract: Contract,
+) -> Violation:
+    """The violation ``validate`` reports for ``count`` failing values of ``column`` (one home
+    for the wording: ``validate`` and the merge of chunked windows build them here)."""
+    name = column or ""
+    if rule == "missing_column":
+        what = "target column" if column == contract.target.name else "column"
+        return Violation(column, rule, severity, f"{what} {column!r} is missing")
+    if rule == "unexpected_column":
+        message = f"unexpected column {column!r} (not in the contract; it is ignored)"
+        return Violation(column, rule, severity, message)
+    if rule == "all_null":
+        return Violation(column, rule, severity, f"column {name!r} has only null values", 0, [])
+    if rule == "target_null":
+        return Violation(column, rule, severity, f"target {name!r} has {count} null values", count)
+    if rule == "nulls":
+        msg = f"column {name!r} has {count} null values but had none in training"
+        return Violation(column, rule, severity, msg, count)
+    if rule == "unseen_class":
+        msg = (
+            f"target {name!r} has {count} values outside the training classes, "
+            f"e.g. {fmt.values(examples)}"
+        )
+    elif rule == "unseen_category":
+        domain = "values" if contract.feature(name).kind == "boolean" else "categories"
+        msg = (
+            f"column {name!r} has {count} values outside the training {domain}, "
+            f"e.g. {fmt.values(examples)}"
+        )
+    elif rule == "out_of_range":
+        spec = contract.feature(name)
+        msg = (
+            f"column {name!r} has {count} values outside the training range "
+            f"[{fmt.value(spec.min)}, {fmt.value(spec.max)}], e.g. {fmt.values(examples)}"
+        )
+    elif rule == "type":
+        kind = contract.feature(name).kind if name in contract.feature_names else "numeric"
+        return _type_violation(LostValues(name, kind, count, examples))
+    else:
+        msg = f"column {name!r} fails {rule} in {count} rows, e.g. {fmt.values(examples)}"
+    return Violation(column, rule, severity, msg, count, examples)
 
 
 def _discount_type_failures(warns: list[Violation], failures: list[Violation]) -> list[Violation]:
@@ -307,7 +336,7 @@ def validate(
     type_failures = [_type_violation(lost) for lost in losses]
     if not check_target:
         type_failures = [v for v in type_failures if v.column != contract.target.name]
-    err_schema, warn_schema = _build_schemas(contract, check_target, allow_all_null)
+    err_schema, warn_schema = _schemas(contract, check_target, allow_all_null)
     errors = _violations_from_failures(_run_schema(err_schema, frame), "error", contract, set())
     all_null = {v.column for v in errors if v.rule == "all_null" and v.column}
     warns = _violations_from_failures(

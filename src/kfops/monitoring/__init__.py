@@ -1,6 +1,10 @@
 """Batch monitoring of a served model: one window of captured traffic at a time.
 
-- ``capture``: the captured rows of a model in a time window (malformed lines counted);
+- ``capture``: the captured rows of a model in a time window, streamed in chunks (malformed
+  lines counted);
+- ``fold``: chunks folded into counts that merge (drift profile, data-quality counts, the
+  streaming label join), so a window is never held in memory;
+- ``hourly``: hourly profiles of closed hours next to the capture (a day = 24 merged profiles);
 - ``labels``: late labels, joined to captured rows by capture id (ambiguous ids left out);
 - ``quality``: window metrics from late labels vs the version's training metrics;
 - ``policy``: ``MonitoringPolicy``, when a window asks for retraining;

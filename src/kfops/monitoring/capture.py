@@ -1,6 +1,8 @@
-"""Reading the payload capture: one model's captured rows in a time window.
+"""Reading the payload capture: one model's captured rows in a time window, in chunks.
 
-Truncated or malformed lines (not JSON, not an object, no ``features`` object, no numeric
+``iter_capture`` streams a window in chunks of at most ``CHUNK_ROWS`` parsed rows, so reading
+costs the same memory for an hour or a week; ``read_capture`` concatenates them (small windows,
+tests). Truncated or malformed lines (not JSON, not an object, no ``features`` object, no numeric
 ``ts``) are skipped and counted; they never fail a window. Format: docs/ARCHITECTURE.md,
 "Payload capture".
 """
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from kfops.defaults import MONITORING_WINDOW_HOURS
@@ -25,6 +28,8 @@ from kfops.errors import ConfigError
 log = logging.getLogger("kfops.monitoring")
 
 MAX_EXAMPLES = 5  # malformed-line examples kept in a result
+CHUNK_ROWS = 50_000  # rows parsed and held at once by a streaming read (about 50 MB)
+FILE_SLACK_S = 60  # a row stamped in hour H may sit in the file of the hour before or after
 _HOUR_FILE = re.compile(r"^(\d{2})-")
 _DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -108,32 +113,60 @@ def open_fs(uri: str | Path) -> tuple[Any, str]:
     return fs, root.rstrip("/")
 
 
-def _capture_files(capture_dir: str | Path, model: str, start: float, end: float) -> list[str]:
-    """Capture files whose hour (from the documented layout) can overlap [start, end)."""
+def hour_of(ts: float) -> float:
+    """Start (epoch seconds) of the UTC hour ``ts`` falls in."""
+    return float(int(ts // 3600) * 3600)
+
+
+@dataclass(frozen=True)
+class CaptureFile:
+    """One capture file: its path, the UTC hour its name says, and its size when listed."""
+
+    path: str
+    hour: float | None  # None: a .jsonl file without the HH- prefix (always read)
+    size: int
+
+    @property
+    def key(self) -> str:
+        """``<day>/<name>``: how hourly profiles name their source files."""
+        return "/".join(self.path.rstrip("/").rsplit("/", 2)[-2:])
+
+
+def list_capture_files(
+    capture_dir: str | Path, model: str, intervals: list[tuple[float, float]]
+) -> list[CaptureFile]:
+    """Capture files whose hour (from the documented layout) can overlap any interval."""
     fs, root = open_fs(capture_dir)
     model_dir = f"{root}/{model}"
-    if not fs.isdir(model_dir):
+    if not intervals or not fs.isdir(model_dir):
         return []
+    lo, hi = min(s for s, _ in intervals), max(e for _, e in intervals)
     out = []
     for day_path in sorted(fs.ls(model_dir, detail=False)):
         day = day_path.rstrip("/").rsplit("/", 1)[-1]
         if not _DAY_DIR.match(day):
             continue
         day_start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-        if day_start >= end or day_start + 86400 <= start:
+        if day_start >= hi + FILE_SLACK_S or day_start + 86400 + FILE_SLACK_S <= lo:
             continue
-        for path in sorted(fs.ls(day_path, detail=False)):
+        for info in sorted(fs.ls(day_path, detail=True), key=lambda i: i["name"]):
+            path = info["name"]
             name = path.rsplit("/", 1)[-1]
-            if not name.endswith(".jsonl"):
+            if not name.endswith(".jsonl") or info.get("type") == "directory":
                 continue
             hour = _HOUR_FILE.match(name)
-            if hour:
-                h0 = day_start + 3600 * int(hour.group(1))
-                # Rows are stamped before the file is chosen: allow a minute of slack.
-                if h0 >= end + 60 or h0 + 3600 + 60 <= start:
-                    continue
-            out.append(path)
+            h0 = day_start + 3600 * int(hour.group(1)) if hour else None
+            # Rows are stamped before the file is chosen: allow a minute of slack.
+            if h0 is not None and not any(
+                h0 < e + FILE_SLACK_S and h0 + 3600 + FILE_SLACK_S > s for s, e in intervals
+            ):
+                continue
+            out.append(CaptureFile(path, h0, int(info.get("size") or 0)))
     return out
+
+
+def _capture_files(capture_dir: str | Path, model: str, start: float, end: float) -> list[str]:
+    return [f.path for f in list_capture_files(capture_dir, model, [(start, end)])]
 
 
 def _json_loader() -> Callable[[bytes], Any]:
@@ -150,74 +183,167 @@ def iter_lines(fs: Any, path: str) -> Iterator[bytes]:
         yield from fh
 
 
+@dataclass
+class CaptureScan:
+    """What a read of the capture met: files and lines read, malformed lines (skipped), rows
+    outside the window or model (skipped). Malformed-line examples are ``file:line: reason``."""
+
+    files: int = 0
+    lines: int = 0
+    malformed: int = 0
+    outside_window: int = 0
+    examples: list[str] = field(default_factory=list)
+    # Per file hour (the HH of the file's name): [lines, malformed], for hourly profiles.
+    by_file_hour: dict[float | None, list[int]] = field(default_factory=dict)
+
+    def add_malformed(self, where: str, reason: str, count: int = 1) -> None:
+        self.malformed += count
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{where}: {reason}")
+
+
+@dataclass
+class CaptureChunk:
+    """At most ``chunk_rows`` captured rows: features and prediction metadata, aligned."""
+
+    features: pd.DataFrame  # one column per captured feature
+    meta: pd.DataFrame  # id, ts, version, prediction, proba (dict or None)
+
+    @property
+    def rows(self) -> int:
+        return len(self.meta)
+
+
+META_COLUMNS = ["id", "ts", "version", "prediction", "proba"]
+
+
+def _check(rec: Any) -> str | None:
+    """Why a parsed line is not a capture record (None: it is one)."""
+    # type() checks: JSON gives exactly dict/int/float (and bool is not a number here).
+    if type(rec) is not dict:
+        return "not a JSON object"
+    if type(rec.get("features")) is not dict:
+        return "no 'features' object"
+    if type(rec.get("ts")) not in (int, float):
+        return "no numeric 'ts'"
+    return None
+
+
+def _chunk(records: list[dict[str, Any]]) -> CaptureChunk:
+    features = pd.DataFrame.from_records([r["features"] for r in records])
+    meta = pd.DataFrame(
+        {
+            "id": [None if r.get("id") is None else str(r["id"]) for r in records],
+            "ts": np.fromiter((float(r["ts"]) for r in records), np.float64, len(records)),
+            "version": [None if r.get("version") is None else str(r["version"]) for r in records],
+            "prediction": [r.get("prediction") for r in records],
+            "proba": [p if isinstance(p := r.get("proba"), dict) else None for r in records],
+        },
+        columns=META_COLUMNS,
+    )
+    return CaptureChunk(features, meta)
+
+
+def iter_capture(
+    capture_dir: str | Path,
+    model: str,
+    start: float,
+    end: float,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    scan: CaptureScan | None = None,
+    files: list[CaptureFile] | None = None,
+    skip_hours: frozenset[float] = frozenset(),
+) -> Iterator[CaptureChunk]:
+    """The captured rows of ``model`` with ``start <= ts < end``, in chunks of at most
+    ``chunk_rows`` rows (the reader holds at most one chunk of parsed rows at a time).
+
+    ``files`` (default: every file that can hold such rows) are read line by line; rows whose
+    UTC hour is in ``skip_hours`` (hours an hourly profile already counts) are passed over.
+    Truncated or malformed lines are skipped and counted in ``scan``.
+    """
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if start >= end:
+        raise ConfigError(f"window start {iso(start)} is not before its end {iso(end)}")
+    scan = CaptureScan() if scan is None else scan
+    fs, _ = open_fs(capture_dir)
+    loads = _json_loader()
+    if files is None:
+        files = list_capture_files(capture_dir, model, [(start, end)])
+    records: list[dict[str, Any]] = []
+    previous: float | None = None
+    for file in files:
+        if records and file.hour != previous:
+            # A chunk stays within one file hour: it is folded per hour, and each fold costs
+            # a validation call (fixed overhead), so mixing hours in a chunk would double them.
+            chunk, records = _chunk(records), []
+            yield chunk
+        previous = file.hour
+        scan.files += 1
+        tally = scan.by_file_hour.setdefault(file.hour, [0, 0])
+        for number, raw in enumerate(iter_lines(fs, file.path), start=1):
+            if not raw.strip():
+                continue
+            scan.lines += 1
+            tally[0] += 1
+            try:
+                rec = loads(raw)
+            except ValueError:  # orjson.JSONDecodeError and json's are ValueErrors
+                reason: str | None = "not valid JSON (truncated?)"
+            else:
+                reason = _check(rec)
+            if reason is not None:
+                scan.add_malformed(f"{file.path}:{number}", reason)
+                tally[1] += 1
+                continue
+            ts = float(rec["ts"])
+            if not start <= ts < end or rec.get("model", model) != model:
+                scan.outside_window += 1
+                continue
+            if skip_hours and hour_of(ts) in skip_hours:
+                continue
+            records.append(rec)
+            if len(records) >= chunk_rows:
+                chunk, records = _chunk(records), []  # parsed dicts freed before the fold
+                yield chunk
+    if records:
+        yield _chunk(records)
+    if scan.malformed:
+        log.warning(
+            "%s: skipped %d malformed of %d captured lines, e.g. %s",
+            model,
+            scan.malformed,
+            scan.lines,
+            scan.examples[0],
+        )
+
+
 def read_capture(
     capture_dir: str | Path,
     model: str,
     start: float | None = None,
     end: float | None = None,
 ) -> CaptureWindow:
-    """Read the captured rows of ``model`` with ``start <= ts < end`` (default: last 24 hours).
+    """Read the captured rows of ``model`` with ``start <= ts < end`` (default: last 24 hours)
+    into memory at once. For small windows and tests; monitoring streams (``iter_capture``).
 
     Truncated or malformed lines (not JSON, not an object, no ``features`` object, no numeric
     ``ts``) are skipped and counted; they never fail the window.
     """
     end = time.time() if end is None else end
     start = end - MONITORING_WINDOW_HOURS * 3600 if start is None else start
-    if start >= end:
-        raise ConfigError(f"window start {iso(start)} is not before its end {iso(end)}")
-    window = CaptureWindow(model, start, end, pd.DataFrame(), pd.DataFrame())
-    fs, _ = open_fs(capture_dir)
-    loads = _json_loader()
-    feats: list[dict[str, Any]] = []
-    meta: list[dict[str, Any]] = []
-    for path in _capture_files(capture_dir, model, start, end):
-        window.files += 1
-        for number, raw in enumerate(iter_lines(fs, path), start=1):
-            if not raw.strip():
-                continue
-            window.lines += 1
-            reason = None
-            try:
-                rec = loads(raw)
-            except ValueError:  # orjson.JSONDecodeError and json's are ValueErrors
-                reason = "not valid JSON (truncated?)"
-            else:
-                if not isinstance(rec, dict):
-                    reason = "not a JSON object"
-                elif not isinstance(rec.get("features"), dict):
-                    reason = "no 'features' object"
-                elif not isinstance(rec.get("ts"), int | float) or isinstance(rec["ts"], bool):
-                    reason = "no numeric 'ts'"
-            if reason is not None:
-                window.malformed += 1
-                if len(window.examples) < MAX_EXAMPLES:
-                    window.examples.append(f"{path}:{number}: {reason}")
-                continue
-            ts = float(rec["ts"])
-            if not start <= ts < end or rec.get("model", model) != model:
-                window.outside_window += 1
-                continue
-            feats.append(rec["features"])
-            proba = rec.get("proba")
-            meta.append(
-                {
-                    "id": None if rec.get("id") is None else str(rec["id"]),
-                    "ts": ts,
-                    "version": None if rec.get("version") is None else str(rec["version"]),
-                    "prediction": rec.get("prediction"),
-                    "proba": proba if isinstance(proba, dict) else None,
-                }
-            )
-    window.features = pd.DataFrame.from_records(feats) if feats else pd.DataFrame()
-    window.meta = pd.DataFrame.from_records(
-        meta, columns=["id", "ts", "version", "prediction", "proba"]
+    scan = CaptureScan()
+    chunks = list(iter_capture(capture_dir, model, start, end, scan=scan))
+    window = CaptureWindow(
+        model,
+        start,
+        end,
+        pd.concat([c.features for c in chunks], ignore_index=True) if chunks else pd.DataFrame(),
+        pd.concat([c.meta for c in chunks], ignore_index=True)
+        if chunks
+        else pd.DataFrame(columns=META_COLUMNS),
     )
-    if window.malformed:
-        log.warning(
-            "%s: skipped %d malformed of %d captured lines, e.g. %s",
-            model,
-            window.malformed,
-            window.lines,
-            window.examples[0],
-        )
+    window.files, window.lines, window.malformed = scan.files, scan.lines, scan.malformed
+    window.outside_window, window.examples = scan.outside_window, scan.examples
     return window

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kfops.contract_model import Contract
+from kfops.defaults import MONITORING_WINDOW_HOURS
 from kfops.errors import DataError
-from kfops.monitoring.capture import read_capture
-from kfops.monitoring.labels import cast_labels, join_labels, read_labels
+from kfops.monitoring.capture import iter_capture
+from kfops.monitoring.fold import StreamingLabelJoin
+from kfops.monitoring.labels import cast_labels, read_labels
 
 
 def build_training_data(
@@ -27,15 +30,20 @@ def build_training_data(
     """
     from kfops.data import write_snapshot
 
-    window = read_capture(capture_dir, model, start, end)
     labels = read_labels(labels_dir)
-    joined = join_labels(window, labels)
+    # Streamed: only the labelled rows are kept, so memory follows the labels, not the window.
+    join = StreamingLabelJoin(labels, keep_features=True)
+    end = time.time() if end is None else end
+    start = end - MONITORING_WINDOW_HOURS * 3600 if start is None else start
+    for chunk in iter_capture(capture_dir, model, start, end):
+        join.add(chunk.features, chunk.meta)
+    joined = join.joined
     if len(joined) < min_rows:
         raise DataError(
             f"only {len(joined)} captured rows of {model} have a label in the window "
             f"(need {min_rows}) : cannot retrain on it"
         )
-    frame = window.features.loc[joined.index].reset_index(drop=True)
+    frame = join.features.reset_index(drop=True)
     missing = [n for n in contract.feature_names if n not in frame.columns]
     if missing:
         raise DataError(f"captured traffic of {model} lacks contract features {missing}")

@@ -48,6 +48,7 @@ class MonitorInputs:
     push_job: str = PUSHGATEWAY_JOB
     retrain_data_uri: str | None = None  # retrain on this instead of the labelled window
     retrain_data_path: Path | None = None  # where the labelled window is written
+    hourly_profiles: bool = True  # use and write hourly profiles (kfops.monitoring.hourly)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def run(inputs: MonitorInputs) -> MonitorResult:
         labels_dir=inputs.labels_dir,
         version=inputs.version,
         policy=inputs.policy,
+        hourly_profiles=inputs.hourly_profiles,
     )
     if inputs.reports is not None:
         write_reports(window, inputs.reports)
