@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from kfops.contract_model import TASKS, Contract
 from kfops.errors import ConfigError, DataError
 from kfops.features import build_preprocessor, drop_null_target, feature_frame, target_series
+from kfops.params import default_estimator
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,6 @@ ESTIMATORS: dict[str, dict[str, EstimatorSpec]] = {
         "decision_tree": EstimatorSpec(DecisionTreeRegressor, {"max_depth": 8}),
     },
 }
-
-DEFAULT_ESTIMATOR = {"classification": "logistic_regression", "regression": "ridge"}
 
 
 def _suggest(value: str, known: list[str]) -> str:
@@ -170,7 +169,7 @@ def train(
     Classification targets are the labels as in the contract (e.g. species names), so the served
     model predicts those labels directly.
     """
-    name = estimator or DEFAULT_ESTIMATOR[contract.task]
+    name = estimator or default_estimator(contract.task)
     model = make_estimator(contract.task, name, params, seed=seed)
     data = drop_null_target(train_df, contract)
     X = feature_frame(data, contract)
