@@ -30,7 +30,7 @@ import pandas as pd
 
 from kfops.datasets import CSV_SUFFIXES, PARQUET_SUFFIXES, table_format
 from kfops.errors import DataError
-from kfops.io import write_json_atomic
+from kfops.io import atomic_path, write_json_atomic
 
 PARQUET_MAGIC = b"PAR1"
 HTTP_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
@@ -336,16 +336,10 @@ def write_snapshot(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         # Fixed writer settings (no timestamps are written) make the bytes depend on the data
         # and the pyarrow version only.
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

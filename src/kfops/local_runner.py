@@ -55,6 +55,9 @@ class RunSummary:
     # Columns left out of the features, with why (contract inference: ids, near-unique labels,
     # --drop-columns), as the validate step recorded them.
     dropped: list[dict[str, str]] = field(default_factory=list)
+    # The model had the champion's exact bytes: ``version`` is that champion, nothing new was
+    # registered.
+    unchanged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -286,6 +289,7 @@ def summarize(registry_root: Path, run_id: str, model_name: str) -> RunSummary:
         twin=_step_value(record, ("register", "train"), "twin"),
         importance=_step_value(record, ("evaluate",), "importance"),
         dropped=list(record.steps.get("validate", {}).get("dropped") or []),
+        unchanged=bool(record.steps.get("register", {}).get("unchanged")),
     )
 
 

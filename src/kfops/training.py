@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from kfops.contract_model import TASKS, Contract
 from kfops.errors import ConfigError, DataError
 from kfops.features import build_preprocessor, drop_null_target, feature_frame, target_series
+from kfops.io import atomic_path
 from kfops.params import default_estimator
 
 
@@ -206,16 +206,9 @@ def train(
 def save_model(model: Pipeline, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` with joblib atomically. Identical training gives identical bytes."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         # compress=3 (zlib) is deterministic and shrinks forests several-fold.
         joblib.dump(model, tmp, compress=3)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

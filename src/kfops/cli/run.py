@@ -196,7 +196,12 @@ def format_summary(summary: RunSummary) -> str:
         f"blessed       {'yes' if summary.blessed else 'no'}",
     ]
     lines += [f"  - {reason}" for reason in summary.reasons]
-    if summary.version:
+    if summary.version and summary.unchanged:
+        lines.append(
+            f"version       {summary.version} unchanged: the model has the champion's exact "
+            f"bytes, no new version (sha256 {summary.model_sha256})"
+        )
+    elif summary.version:
         lines.append(f"version       {summary.version} (sha256 {summary.model_sha256})")
     else:
         lines.append("version       none registered (not blessed)")
