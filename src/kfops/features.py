@@ -215,10 +215,9 @@ def _rare_classes_message(rare: pd.Series, counts: pd.Series, contract: Contract
     numeric = bool(classes) and all(
         isinstance(c, int | float | np.number) and not isinstance(c, bool) for c in classes
     )
-    if numeric and len(counts) > 2 and len(rare) * 2 > len(counts):
-        fix = f"if {name!r} is a quantity, train a regression with --task regression"
-    else:
-        fix = "add rows for these classes, or remove their rows (or group them) in the data"
+    fix = "Add rows for these classes, or remove their rows (or group them) in the data."
+    if numeric and len(counts) > 2:  # whole numbers forced to classification
+        fix = f"If {name!r} is a quantity, use --task regression; otherwise a{fix[1:]}"
     return (
         f"{len(rare)} of {len(counts)} classes of target {name!r} have fewer than 2 labeled "
         f"rows: {shown}{more}; a train/test split needs at least 2 rows per class. {fix}"

@@ -585,6 +585,13 @@ def test_a_shuffled_row_index_is_dropped_and_a_repeated_name_is_kept() -> None:
     assert c.feature("customer").kind == "categorical"
 
 
+def test_a_time_step_counting_the_rows_is_a_feature_not_a_row_number() -> None:
+    df = _with_ids().assign(time=lambda d: np.arange(1, len(d) + 1))
+    c = infer_contract(df, "label", "classification")
+    assert c.feature("time").kind == "numeric"
+    assert "Unnamed: 0" in {d["name"] for d in c.dropped}
+
+
 def test_few_rows_are_not_enough_to_call_a_column_an_id() -> None:
     df = _with_ids(rows=10)
     c = infer_contract(df, "label", "classification", drop=["uuid"])

@@ -67,6 +67,7 @@ def params_for(
         ([18.5, 21.0, 33.2, 17.0, 40.1] * 4, "regression", "not all whole numbers"),
         (list(range(100)) * 2, "regression", f"more than {MAX_INTEGER_CLASSES}"),
         ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10] * 2, "regression", "fewer than 5 rows per value"),
+        ([1] * 10 + [2] * 10 + [3] * 9 + [9], "regression", "1 of them seen only once"),
         ([0, 1] * 30, "classification", "2 distinct whole-number values"),
         ([4, 6, 8] * 30, "classification", "use --task regression if it is a quantity"),
         ([4.0, 6.0, np.nan, 8.0] * 20, "classification", "3 distinct"),  # ints read as floats
@@ -185,7 +186,7 @@ def test_classes_too_small_to_split_get_one_message_with_the_fix_that_fits() -> 
     message = str(err.value)
     assert "2 of 4 classes of target 'y' have fewer than 2 labeled rows" in message
     assert "'c' (1 row), 'd' (1 row)" in message
-    assert "--task regression" not in message and "add rows for these classes" in message
+    assert "--task regression" not in message and "Add rows for these classes" in message
 
     # Mostly single-row whole numbers forced to classification: a quantity, say so.
     numbers = _labelled([3] * 5 + [5] * 4 + [7, 9, 11])

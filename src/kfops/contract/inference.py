@@ -43,8 +43,12 @@ _DATE_LIKE = re.compile(
     r"|\d{1,2} [A-Za-z]{3,9}\.? \d{2,4}"  # 4 Mar 2021
 )
 _ID_NAME = re.compile(r"(^|_)(id|uuid|key)$|Id$|ID$", re.IGNORECASE)
-# A written-out row index: pandas' "Unnamed: 0", R's row names.
-_INDEX_NAME = re.compile(r"^(Unnamed: 0|rownames|row\.names|index|)$", re.IGNORECASE)
+# A written-out row index: pandas' "Unnamed: 0", R's row names. Only columns named like this
+# are taken for row numbers: a "time" or "year" counting 1, 2, 3 is a trend feature.
+_INDEX_NAME = re.compile(
+    r"^(Unnamed: \d+|rownames|row\.?names?|row_?(number|num|no)?|index|idx|obs|X|#|)$",
+    re.IGNORECASE,
+)
 
 
 def _suggest(name: str, choices: Sequence[str]) -> str:
@@ -111,8 +115,8 @@ def _object_kind(name: str, col: pd.Series, nonnull: pd.Series) -> tuple[str | N
 
 def _integer_id_reason(name: str, col: pd.Series, nonnull: pd.Series) -> str | None:
     """Why a numeric column is a row id, or None. Only whole numbers that are all distinct:
-    named like an id, or counting the rows (0 or 1, 2, 3, ... in file order, as a written-out
-    index is). A continuous measurement or a year column is neither."""
+    named like an id, or named like an index and counting the rows (0 or 1, 2, 3, ...). A
+    continuous measurement, a year or a time step is neither."""
     if len(nonnull) < IDENTIFIER_MIN_ROWS or len(nonnull) < len(col):
         return None
     values = nonnull.to_numpy()
@@ -125,16 +129,13 @@ def _integer_id_reason(name: str, col: pd.Series, nonnull: pd.Series) -> str | N
         return None
     if _ID_NAME.search(name):
         return "identifier: 100% unique integer ids"
-    steps = set(pd.Series(values).diff().dropna().unique().tolist())
-    if values[0] in (0, 1) and steps == {1}:
+    if not _INDEX_NAME.match(name) or values.min() not in (0, 1):
+        return None
+    if values.max() - values.min() != len(values) - 1:
+        return None
+    if set(pd.Series(values).diff().dropna().unique().tolist()) == {1}:
         return "identifier: row numbers (0/1, 2, 3, ... in file order)"
-    if (
-        _INDEX_NAME.match(name)
-        and values.min() in (0, 1)
-        and values.max() - values.min() == len(values) - 1
-    ):
-        return "identifier: a written-out row index"
-    return None
+    return "identifier: a written-out row index"
 
 
 def _feature_spec(name: str, col: pd.Series) -> tuple[FeatureSpec | None, str | None]:

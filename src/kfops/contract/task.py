@@ -5,10 +5,11 @@ sees why (and how to override it). The rules:
 
 - booleans and text labels -> classification;
 - numbers with a fractional part (2.5, 18.2) -> regression: they are measurements, not labels;
-- whole numbers with at most ``MAX_INTEGER_CLASSES`` distinct values and on average at least
-  ``MIN_ROWS_PER_CLASS`` rows per value (0/1 flags, ratings, cylinder counts) -> classification;
-- whole numbers with more distinct values, or too few rows per value to learn each as a class
-  (counts, prices, ages) -> regression.
+- whole numbers with at most ``MAX_INTEGER_CLASSES`` distinct values, on average at least
+  ``MIN_ROWS_PER_CLASS`` rows per value and none seen only once (0/1 flags, ratings, cylinder
+  counts) -> classification;
+- whole numbers with more distinct values, too few rows per value, or values seen once (a
+  class of one row can be neither learned nor tested: counts, prices, ages) -> regression.
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ def infer_task(column: pd.Series, name: str) -> TaskChoice:
             "regression",
             f"target {name!r} is numeric with {distinct} distinct values in {rows} rows (fewer "
             f"than {MIN_ROWS_PER_CLASS} rows per value): regression",
+        )
+    once = int((values.value_counts() == 1).sum())
+    if distinct > 2 and once:
+        return TaskChoice(
+            "regression",
+            f"target {name!r} is numeric with {distinct} distinct whole-number values, {once} "
+            "of them seen only once (too rare to learn as classes): regression",
         )
     return TaskChoice(
         "classification",
