@@ -117,6 +117,13 @@ def _model_name_from(data: str) -> str:
 def training_params(args: argparse.Namespace, settings: Settings) -> TrainingParams:
     from kfops import datasets
 
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--params is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(params, dict):
+        raise ConfigError('--params must be a JSON object, e.g. {"C": 2.0}')
+    thresholds = parse_thresholds(args.threshold)
     if args.data is None:
         data_uri = str(datasets.default_data_path())
         target = args.target or datasets.DEFAULT_TARGET
@@ -128,12 +135,6 @@ def training_params(args: argparse.Namespace, settings: Settings) -> TrainingPar
         data_uri, target = args.data, args.target
         task = args.task or _infer_task(args.data, args.target)
         model_name = settings.model_name or _model_name_from(args.data)
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--params is not valid JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(params, dict):
-        raise ConfigError('--params must be a JSON object, e.g. {"C": 2.0}')
     return TrainingParams(
         data_uri=data_uri,
         target=target,
@@ -142,7 +143,7 @@ def training_params(args: argparse.Namespace, settings: Settings) -> TrainingPar
         registry_root=str(settings.registry_root),
         estimator=args.estimator or default_estimator(task),
         params=params,
-        thresholds=parse_thresholds(args.threshold) or default_thresholds(task),
+        thresholds=thresholds or default_thresholds(task),
         max_regression=args.max_regression,
         test_size=args.test_size,
         seed=args.seed,
