@@ -15,6 +15,7 @@ import hashlib
 import io
 import lzma
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -273,6 +274,23 @@ def sniff_separator(text: str) -> str:
     return best
 
 
+_COMMA_DECIMAL = re.compile(r"-?\d+,\d+")
+_POINT_DECIMAL = re.compile(r"-?\d+\.\d+")
+
+
+def sniff_decimal(text: str, sep: str) -> str:
+    """',' when a file separated by something else writes its numbers 1,5 (as European
+    spreadsheets export ';' files) and none 1.5; else '.'."""
+    if sep == ",":
+        return "."
+    lines = [line for line in text.splitlines()[:_SNIFF_LINES] if line.strip()]
+    cells = [c.strip() for row in csv.reader(io.StringIO("\n".join(lines[1:])), delimiter=sep)
+             for c in row]  # fmt: skip
+    comma = any(_COMMA_DECIMAL.fullmatch(c) for c in cells)
+    point = any(_POINT_DECIMAL.fullmatch(c) for c in cells)
+    return "," if comma and not point else "."
+
+
 def _separator_hint(df: pd.DataFrame, sep: str) -> str | None:
     """When the table read as one column whose header holds another separator, the message."""
     if len(df.columns) != 1:
@@ -290,13 +308,17 @@ def _separator_hint(df: pd.DataFrame, sep: str) -> str | None:
 
 
 def _read_csv(path: Path, label: str) -> pd.DataFrame:
-    sep = sniff_separator(_text_head(path))
+    head = _text_head(path)
+    sep = sniff_separator(head)
+    decimal = sniff_decimal(head, sep)
     try:
         # low_memory=False: infer each column's type from all rows, not per chunk, so one
         # column never ends up half numbers, half strings. float_precision="round_trip": the
         # default fast parser is off by one ulp for ~30% of 17-digit floats, which would give
         # the same table different fingerprints from CSV and Parquet (about 2x parse time).
-        df = pd.read_csv(path, sep=sep, low_memory=False, float_precision="round_trip")
+        df = pd.read_csv(
+            path, sep=sep, decimal=decimal, low_memory=False, float_precision="round_trip"
+        )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"data file {label} is empty") from exc
     except UnicodeDecodeError as exc:

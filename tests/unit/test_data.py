@@ -366,3 +366,18 @@ def test_a_single_column_without_separators_reads_as_it_is(tmp_path: Path) -> No
     path = tmp_path / "one.csv"
     path.write_text("value\n1\n2\n3\n")
     assert list(read_table(path).columns) == ["value"]
+
+
+def test_semicolon_files_with_decimal_commas_read_as_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "name;price;day\nA, Inc.;1,5;2014/03/03\nB;2,25;2014/03/04\nC;-3,0;2014/03/05\n"
+    )
+    df = read_table(path)
+    assert df["price"].tolist() == [1.5, 2.25, -3.0]
+    assert df["name"].tolist() == ["A, Inc.", "B", "C"]
+    # A ';' file with decimal points keeps them; one that mixes both is left to the contract.
+    path.write_text("x;y\n1.5;a\n2.5;b\n")
+    assert read_table(path)["x"].tolist() == [1.5, 2.5]
+    path.write_text("x;y\n1.5;a\n2,5;b\n")
+    assert read_table(path)["x"].tolist() == ["1.5", "2,5"]
