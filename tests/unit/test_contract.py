@@ -557,7 +557,7 @@ def test_id_like_columns_are_dropped_with_a_warning_naming_them(
         c = infer_contract(df, "label", "classification")
     reasons = {d["name"]: d["reason"] for d in c.dropped}
     assert set(reasons) == {"Unnamed: 0", "uuid", "customer"}
-    assert reasons["Unnamed: 0"].startswith("identifier: row numbers")
+    assert reasons["Unnamed: 0"] == "identifier: row numbers (increasing in file order)"
     assert reasons["uuid"].startswith("identifier: 100% unique")
     assert reasons["customer"] == "ID-like: 300 distinct values in 400 rows (75% unique)"
     # Legitimate features stay: a continuous float, a year, dates, a small code.
@@ -583,6 +583,13 @@ def test_a_shuffled_row_index_is_dropped_and_a_repeated_name_is_kept() -> None:
     dropped = {d["name"]: d["reason"] for d in c.dropped}
     assert dropped["Unnamed: 0"] == "identifier: a written-out row index"
     assert c.feature("customer").kind == "categorical"
+
+
+def test_a_row_index_with_gaps_where_targets_were_null_is_still_dropped() -> None:
+    df = _with_ids()
+    df.loc[df.index % 3 == 0, "label"] = np.nan  # those rows leave; the index keeps its gaps
+    c = infer_contract(df, "label", "classification")
+    assert "Unnamed: 0" in {d["name"] for d in c.dropped}
 
 
 def test_a_time_step_counting_the_rows_is_a_feature_not_a_row_number() -> None:

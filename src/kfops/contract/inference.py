@@ -115,8 +115,8 @@ def _object_kind(name: str, col: pd.Series, nonnull: pd.Series) -> tuple[str | N
 
 def _integer_id_reason(name: str, col: pd.Series, nonnull: pd.Series) -> str | None:
     """Why a numeric column is a row id, or None. Only whole numbers that are all distinct:
-    named like an id, or named like an index and counting the rows (0 or 1, 2, 3, ...). A
-    continuous measurement, a year or a time step is neither."""
+    named like an id, or named like an index (``Unnamed: 0``, ``rownames``, ...). A continuous
+    measurement, a year or a time step counting the rows is neither."""
     if len(nonnull) < IDENTIFIER_MIN_ROWS or len(nonnull) < len(col):
         return None
     values = nonnull.to_numpy()
@@ -129,12 +129,12 @@ def _integer_id_reason(name: str, col: pd.Series, nonnull: pd.Series) -> str | N
         return None
     if _ID_NAME.search(name):
         return "identifier: 100% unique integer ids"
-    if not _INDEX_NAME.match(name) or values.min() not in (0, 1):
+    # Rows without a target are gone by now, so an index may have gaps; its name and distinct
+    # non-negative whole numbers are what identify it.
+    if not _INDEX_NAME.match(name) or values.min() < 0:
         return None
-    if values.max() - values.min() != len(values) - 1:
-        return None
-    if set(pd.Series(values).diff().dropna().unique().tolist()) == {1}:
-        return "identifier: row numbers (0/1, 2, 3, ... in file order)"
+    if nonnull.is_monotonic_increasing:
+        return "identifier: row numbers (increasing in file order)"
     return "identifier: a written-out row index"
 
 
