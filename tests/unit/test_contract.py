@@ -539,7 +539,9 @@ def _with_ids(rows: int = 400, seed: int = 1) -> pd.DataFrame:
         {
             "Unnamed: 0": np.arange(1, rows + 1),
             "uuid": [str(uuid.UUID(int=int(rng.integers(1 << 62)) + i)) for i in range(rows)],
-            "customer": [f"Customer {i // 4 * 3 + i % 3}" for i in range(rows)],  # ~75% unique
+            # 5/8 of the rows name a customer no other row names; the rest repeat one 3 times.
+            "customer": [f"Customer {i}" for i in range(rows * 5 // 8)]
+            + [f"Customer {rows + i // 3}" for i in range(rows - rows * 5 // 8)],
             "amount": rng.normal(100, 20, rows),  # all distinct, continuous
             "year": np.arange(1600, 1600 + rows),  # distinct, consecutive, not a row number
             "visited": [f"2012/{1 + i % 12:02d}/{1 + i % 28:02d}" for i in range(rows)],
@@ -559,7 +561,9 @@ def test_id_like_columns_are_dropped_with_a_warning_naming_them(
     assert set(reasons) == {"Unnamed: 0", "uuid", "customer"}
     assert reasons["Unnamed: 0"] == "identifier: row numbers (increasing in file order)"
     assert reasons["uuid"].startswith("identifier: 100% unique")
-    assert reasons["customer"] == "ID-like: 300 distinct values in 400 rows (75% unique)"
+    assert reasons["customer"] == (
+        "ID-like: 300 distinct values in 400 rows, 62% of rows with a value no other row has"
+    )
     # Legitimate features stay: a continuous float, a year, dates, a small code.
     assert c.feature("amount").kind == "numeric"
     assert c.feature("year").kind == "numeric"
@@ -574,6 +578,13 @@ def test_id_like_columns_are_dropped_with_a_warning_naming_them(
 
     page = validation_markdown(validate(df, c), c, None)
     assert "Columns not used as features" in page and "`customer`: ID-like" in page
+
+
+def test_labels_seen_twice_each_are_a_category_not_an_id() -> None:
+    # Half the values distinct (a month or a state per two rows), but none used once.
+    df = _with_ids(rows=24).assign(month=[f"m{i % 12}" for i in range(24)])
+    c = infer_contract(df, "label", "classification")
+    assert c.feature("month").kind == "categorical"
 
 
 def test_a_shuffled_row_index_is_dropped_and_a_repeated_name_is_kept() -> None:

@@ -32,8 +32,9 @@ TEXT_MIN_WORDS = 3  # median words per value for free text
 TEXT_MIN_DISTINCT = 50
 IDENTIFIER_UNIQUE_SHARE = 0.95  # near-unique single-token strings are identifiers
 IDENTIFIER_MIN_ROWS = 20
-# Labels with this share of distinct values (a name per row or two: car models, customer
+# Labels where at least this share of rows hold a value no other row has (car models, customer
 # names) are ID-like: a one-hot of them learns little, and serving meets mostly unseen values.
+# Counting single-use values, not distinct ones, keeps a month or a state seen twice each.
 NEAR_UNIQUE_SHARE = 0.5
 MAX_CATEGORIES = 1000  # more distinct strings than this is not a usable categorical
 
@@ -103,10 +104,11 @@ def _object_kind(name: str, col: pd.Series, nonnull: pd.Series) -> tuple[str | N
         return "text", None
     if unique_share >= IDENTIFIER_UNIQUE_SHARE and len(nonnull) >= IDENTIFIER_MIN_ROWS:
         return None, f"identifier: {math.floor(unique_share * 100)}% unique values"
-    if unique_share >= NEAR_UNIQUE_SHARE and len(nonnull) >= IDENTIFIER_MIN_ROWS:
+    single_share = float((nonnull.value_counts() == 1).sum()) / len(nonnull)
+    if single_share >= NEAR_UNIQUE_SHARE and len(nonnull) >= IDENTIFIER_MIN_ROWS:
         return None, (
-            f"ID-like: {distinct} distinct values in {len(nonnull)} rows "
-            f"({math.floor(unique_share * 100)}% unique)"
+            f"ID-like: {distinct} distinct values in {len(nonnull)} rows, "
+            f"{math.floor(single_share * 100)}% of rows with a value no other row has"
         )
     if distinct > MAX_CATEGORIES:
         return None, (f"high cardinality: {distinct} distinct values (more than {MAX_CATEGORIES})")
