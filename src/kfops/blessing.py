@@ -17,12 +17,8 @@ from kfops.errors import ConfigError
 from kfops.evaluation import HIGHER_IS_BETTER, METRICS_BY_TASK, PRIMARY_METRIC, Evaluation
 from kfops.reports import fmt
 
-# Used when no threshold is given (kfops run) and for retraining a champion whose lineage
-# records no policy: a model must beat these to be blessed at all.
-DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "classification": {"f1_macro": 0.6},
-    "regression": {"r2": 0.0},
-}
+# The thresholds used when none are given (kfops run, and retraining a champion whose lineage
+# records no policy) are kfops.params.TASK_DEFAULTS[task].thresholds.
 
 # Metrics whose scale depends on the data (target units, or unbounded): a tolerance in absolute
 # units would mean different things on different datasets, so it is relative to the champion.

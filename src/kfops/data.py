@@ -8,10 +8,17 @@ which columns are dates.
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
 import hashlib
+import io
+import lzma
 import os
+import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -22,14 +29,19 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pandas as pd
 
-from kfops.datasets import table_format
+from kfops.datasets import CSV_SUFFIXES, PARQUET_SUFFIXES, table_format
 from kfops.errors import DataError
-from kfops.io import write_json_atomic
+from kfops.io import atomic_path, write_json_atomic
 
 PARQUET_MAGIC = b"PAR1"
 HTTP_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
 FINGERPRINT_FILE = "fingerprint.json"
 _SNIFF_BYTES = 8192
+# Separators sniffed from a text file's first lines, in order of preference on a tie.
+SEPARATORS: tuple[str, ...] = (",", ";", "\t", "|")
+_SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
+_SNIFF_LINES = 50
+_SNIFF_TEXT_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -156,7 +168,8 @@ def _download_fsspec(uri: str) -> Iterator[Path]:
 
 def _suffix_of(path: str) -> str:
     name = path.rsplit("/", 1)[-1].lower()
-    for suffix in (".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip"):
+    # Longest first: ".tsv.gz" must keep both parts (the format and the compression).
+    for suffix in sorted(CSV_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
             return suffix
     return os.path.splitext(name)[1]
@@ -213,13 +226,99 @@ def _read_local(path: Path, label: str) -> pd.DataFrame:
     return df
 
 
+def _text_head(path: Path) -> str:
+    """The first lines of a (possibly compressed) text file, decoded leniently."""
+    name = path.name.lower()
+    opener: Any = open
+    if name.endswith(".gz"):
+        opener = gzip.open
+    elif name.endswith(".bz2"):
+        opener = bz2.open
+    elif name.endswith(".xz"):
+        opener = lzma.open
+    try:
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                members = archive.namelist()
+                raw = archive.open(members[0]).read(_SNIFF_TEXT_BYTES) if members else b""
+        elif name.endswith(".zst"):
+            return ""  # no zstd reader here: pandas reads it with the default separator
+        else:
+            with opener(path, "rb") as fh:
+                raw = fh.read(_SNIFF_TEXT_BYTES)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, lzma.LZMAError):
+        return ""  # pandas reports the broken file with its own message
+    text = raw.decode("utf-8", errors="replace")
+    if len(raw) == _SNIFF_TEXT_BYTES:  # drop the cut-off last line
+        text = text[: text.rfind("\n") + 1] or text
+    return text
+
+
+def sniff_separator(text: str) -> str:
+    """The separator of delimited text: the candidate that splits the header into the most
+    columns while every sniffed line has that many fields (quotes respected); ',' when none
+    does."""
+    lines = [line for line in text.splitlines()[:_SNIFF_LINES] if line.strip()]
+    if not lines:
+        return ","
+    best, best_columns = ",", 1
+    for sep in SEPARATORS:
+        try:
+            rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep))
+        except csv.Error:
+            continue
+        widths = {len(row) for row in rows if row}
+        columns = len(rows[0]) if rows else 0
+        if len(widths) == 1 and columns > best_columns:
+            best, best_columns = sep, columns
+    return best
+
+
+_COMMA_DECIMAL = re.compile(r"-?\d+,\d+")
+_POINT_DECIMAL = re.compile(r"-?\d+\.\d+")
+
+
+def sniff_decimal(text: str, sep: str) -> str:
+    """',' when a file separated by something else writes its numbers 1,5 (as European
+    spreadsheets export ';' files) and none 1.5; else '.'."""
+    if sep == ",":
+        return "."
+    lines = [line for line in text.splitlines()[:_SNIFF_LINES] if line.strip()]
+    cells = [c.strip() for row in csv.reader(io.StringIO("\n".join(lines[1:])), delimiter=sep)
+             for c in row]  # fmt: skip
+    comma = any(_COMMA_DECIMAL.fullmatch(c) for c in cells)
+    point = any(_POINT_DECIMAL.fullmatch(c) for c in cells)
+    return "," if comma and not point else "."
+
+
+def _separator_hint(df: pd.DataFrame, sep: str) -> str | None:
+    """When the table read as one column whose header holds another separator, the message."""
+    if len(df.columns) != 1:
+        return None
+    header = str(df.columns[0])
+    others = [s for s in SEPARATORS if s != sep and s in header]
+    if not others:
+        return None
+    likely = max(others, key=header.count)
+    return (
+        f"reads as a single column {header[:80]!r} with separator {_SEPARATOR_NAMES[sep]}; "
+        f"its header looks separated by {_SEPARATOR_NAMES[likely]}, but the rows do not split "
+        "into the same number of fields on it (check quoting and stray separators in values)"
+    )
+
+
 def _read_csv(path: Path, label: str) -> pd.DataFrame:
+    head = _text_head(path)
+    sep = sniff_separator(head)
+    decimal = sniff_decimal(head, sep)
     try:
         # low_memory=False: infer each column's type from all rows, not per chunk, so one
         # column never ends up half numbers, half strings. float_precision="round_trip": the
         # default fast parser is off by one ulp for ~30% of 17-digit floats, which would give
         # the same table different fingerprints from CSV and Parquet (about 2x parse time).
-        return pd.read_csv(path, low_memory=False, float_precision="round_trip")
+        df = pd.read_csv(
+            path, sep=sep, decimal=decimal, low_memory=False, float_precision="round_trip"
+        )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"data file {label} is empty") from exc
     except UnicodeDecodeError as exc:
@@ -231,6 +330,10 @@ def _read_csv(path: Path, label: str) -> pd.DataFrame:
         raise DataError(f"{label} is not a valid CSV: {str(exc).strip()}") from exc
     except (OSError, EOFError, ValueError) as exc:  # bad compression, ...
         raise DataError(f"cannot read {label} as CSV: {exc}") from exc
+    hint = _separator_hint(df, sep)
+    if hint:
+        raise DataError(f"{label} {hint}")
+    return df
 
 
 def _read_parquet(path: Path, label: str) -> pd.DataFrame:
@@ -255,16 +358,10 @@ def write_snapshot(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         # Fixed writer settings (no timestamps are written) make the bytes depend on the data
         # and the pyarrow version only.
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -27,7 +27,10 @@ MESSY_TARGET = "churned"
 MESSY_ID = "customer_id"
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-CSV_SUFFIXES = (".csv", ".txt", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
+# Delimited text, plain or compressed (pandas decompresses by suffix); the separator is sniffed.
+_TEXT_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
+CSV_SUFFIXES = _TEXT_SUFFIXES + tuple(t + c for t in _TEXT_SUFFIXES for c in COMPRESSION_SUFFIXES)
 
 
 def default_data_path() -> Path:
@@ -215,6 +218,21 @@ def table_format(path: str | Path) -> str | None:
     if name.endswith(CSV_SUFFIXES):
         return "csv"
     return None
+
+
+def table_stem(path: str | Path) -> str:
+    """A data file's name without its table and compression suffixes:
+    ``penguins.csv.gz`` -> ``penguins``, ``sales.2024.parquet`` -> ``sales.2024``."""
+    name = Path(str(path)).name
+    lowered = name.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        if lowered.endswith(suffix):
+            name, lowered = name[: -len(suffix)], lowered[: -len(suffix)]
+            break
+    for suffix in PARQUET_SUFFIXES + _TEXT_SUFFIXES:
+        if lowered.endswith(suffix) and len(lowered) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem or name
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:

@@ -178,12 +178,7 @@ def split(
         counts = y.astype(str).value_counts()
         rare = counts[counts < 2]
         if not rare.empty:
-            label = rare.index[0]
-            raise DataError(
-                f"class {label!r} of target {contract.target.name!r} has only "
-                f"{int(rare.iloc[0])} labeled row(s); a stratified split needs at least 2 per "
-                "class (add rows or remove the class)"
-            )
+            raise DataError(_rare_classes_message(rare, counts, contract))
         if n_test < len(counts):
             raise ConfigError(
                 f"test_size={test_size} gives {n_test} test row(s) for {len(counts)} classes; "
@@ -208,6 +203,25 @@ def split(
                 "test_size"
             )
     return train, test
+
+
+def _rare_classes_message(rare: pd.Series, counts: pd.Series, contract: Contract) -> str:
+    """One message for every class too small to stratify, with the fix that fits the target."""
+    shown = ", ".join(f"{label!r} ({int(n)} row{'s' if n != 1 else ''})" for label, n in
+                      rare.head(10).items())  # fmt: skip
+    more = f" and {len(rare) - 10} more" if len(rare) > 10 else ""
+    name = contract.target.name
+    classes = contract.target.classes or ()
+    numeric = bool(classes) and all(
+        isinstance(c, int | float | np.number) and not isinstance(c, bool) for c in classes
+    )
+    fix = "Add rows for these classes, or remove their rows (or group them) in the data."
+    if numeric and len(counts) > 2:  # whole numbers forced to classification
+        fix = f"If {name!r} is a quantity, use --task regression; otherwise a{fix[1:]}"
+    return (
+        f"{len(rare)} of {len(counts)} classes of target {name!r} have fewer than 2 labeled "
+        f"rows: {shown}{more}; a train/test split needs at least 2 rows per class. {fix}"
+    )
 
 
 def build_preprocessor(contract: Contract) -> Pipeline:

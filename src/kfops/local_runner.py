@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +52,12 @@ class RunSummary:
     # conversion) and the permutation importance (kfops.explain.importance), when recorded.
     twin: dict[str, Any] | None = None
     importance: dict[str, Any] | None = None
+    # Columns left out of the features, with why (contract inference: ids, near-unique labels,
+    # --drop-columns), as the validate step recorded them.
+    dropped: list[dict[str, str]] = field(default_factory=list)
+    # The model had the champion's exact bytes: ``version`` is that champion, nothing new was
+    # registered.
+    unchanged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -282,6 +288,8 @@ def summarize(registry_root: Path, run_id: str, model_name: str) -> RunSummary:
         error=record.error,
         twin=_step_value(record, ("register", "train"), "twin"),
         importance=_step_value(record, ("evaluate",), "importance"),
+        dropped=list(record.steps.get("validate", {}).get("dropped") or []),
+        unchanged=bool(record.steps.get("register", {}).get("unchanged")),
     )
 
 

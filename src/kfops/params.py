@@ -11,7 +11,36 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """What a run of one task uses when the user names nothing: the estimator, and the
+    blessing thresholds a model must meet (so a regression is never judged on f1_macro)."""
+
+    estimator: str
+    thresholds: MappingProxyType[str, float]
+
+
+# The one table of per-task defaults: `kfops run` (after inferring the task), TrainingParams,
+# training, retraining and blessing all read it.
+TASK_DEFAULTS: dict[str, TaskDefaults] = {
+    "classification": TaskDefaults("logistic_regression", MappingProxyType({"f1_macro": 0.6})),
+    "regression": TaskDefaults("ridge", MappingProxyType({"r2": 0.0})),
+}
+DEFAULT_TASK = "classification"  # a TrainingParams built without a task (the bundled data's)
+
+
+def default_estimator(task: str) -> str:
+    """The estimator a run of ``task`` trains when none is named."""
+    return TASK_DEFAULTS[task].estimator if task in TASK_DEFAULTS else ""
+
+
+def default_thresholds(task: str) -> dict[str, float]:
+    """The blessing thresholds a run of ``task`` must meet when none are given."""
+    return dict(TASK_DEFAULTS[task].thresholds) if task in TASK_DEFAULTS else {}
 
 
 @dataclass(frozen=True)
@@ -22,8 +51,8 @@ class TrainingParams:
     target: str
     model_name: str
     registry_root: str
-    task: str = "classification"
-    estimator: str = "logistic_regression"
+    task: str = DEFAULT_TASK
+    estimator: str = ""  # empty: the task's default estimator (TASK_DEFAULTS)
     params: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     max_regression: float = 0.01
@@ -40,6 +69,10 @@ class TrainingParams:
     # A retrain's training data: the labelled window plus reference rows (steps/retrain.DataMix);
     # recorded in the new version's lineage as ``data_mix``.
     data_mix: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.estimator:
+            object.__setattr__(self, "estimator", default_estimator(self.task))
 
     def pipeline_arguments(self, run_id: str) -> dict[str, Any]:
         return {

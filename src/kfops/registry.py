@@ -34,7 +34,7 @@ from typing import Any, Literal, overload
 
 import kfops
 from kfops.errors import RegistryError
-from kfops.io import dumps_json, read_json, sha256_file, write_json_atomic
+from kfops.io import default_file_mode, dumps_json, read_json, sha256_file, write_json_atomic
 from kfops.signing import SIGNATURE, Signer, Verifier, check_version, signature_bytes
 
 MANIFEST = "MANIFEST.json"
@@ -153,7 +153,9 @@ def _copy_and_hash(src: Path, dst: Path) -> str:
             fout.write(chunk)
         fout.flush()
         os.fsync(fout.fileno())
-    shutil.copymode(src, dst)
+    # The registry's mode, not the source's: a 0600 temp file must not make a version
+    # unreadable to a predictor running under another uid.
+    os.chmod(dst, default_file_mode())
     return digest.hexdigest()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from threadpoolctl import threadpool_limits
 from kfops.contract_model import TASKS, Contract
 from kfops.errors import ConfigError, DataError
 from kfops.features import build_preprocessor, drop_null_target, feature_frame, target_series
+from kfops.io import atomic_path
+from kfops.params import default_estimator
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,6 @@ ESTIMATORS: dict[str, dict[str, EstimatorSpec]] = {
         "decision_tree": EstimatorSpec(DecisionTreeRegressor, {"max_depth": 8}),
     },
 }
-
-DEFAULT_ESTIMATOR = {"classification": "logistic_regression", "regression": "ridge"}
 
 
 def _suggest(value: str, known: list[str]) -> str:
@@ -170,7 +169,7 @@ def train(
     Classification targets are the labels as in the contract (e.g. species names), so the served
     model predicts those labels directly.
     """
-    name = estimator or DEFAULT_ESTIMATOR[contract.task]
+    name = estimator or default_estimator(contract.task)
     model = make_estimator(contract.task, name, params, seed=seed)
     data = drop_null_target(train_df, contract)
     X = feature_frame(data, contract)
@@ -207,16 +206,9 @@ def train(
 def save_model(model: Pipeline, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` with joblib atomically. Identical training gives identical bytes."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         # compress=3 (zlib) is deterministic and shrinks forests several-fold.
         joblib.dump(model, tmp, compress=3)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -27,7 +27,7 @@ def _params(registry: Path, **overrides: object) -> TrainingParams:
     return TrainingParams(**values)  # type: ignore[arg-type]
 
 
-def test_two_runs_register_versions_with_lineage_and_judge_against_champion(
+def test_runs_register_versions_with_lineage_judge_against_champion_and_skip_repeats(
     tmp_path: Path,
 ) -> None:
     registry_root = tmp_path / "registry"
@@ -43,13 +43,20 @@ def test_two_runs_register_versions_with_lineage_and_judge_against_champion(
     assert first.importance is not None and first.importance["metric"] == "f1_macro"
 
     second = run_training(_params(registry_root))
-    assert second.version == "v2"
     assert second.blessed is True
     # Same data and seed: judged against v1 on the same rows, no regression.
     assert any("champion v1" in reason for reason in second.reasons), second.reasons
-    assert second.aliases["champion"] == "v2"
     assert second.fingerprint == first.fingerprint
-    assert second.model_sha256 == first.model_sha256  # deterministic training
+    # Deterministic training gives v1's exact bytes: reported unchanged, nothing registered.
+    assert (second.version, second.unchanged) == ("v1", True)
+    assert second.model_sha256 == first.model_sha256
+    assert second.aliases["champion"] == "v1"
+    assert tracking.load_run(registry_root, second.run_id).steps["register"]["matched"] == "v1"
+
+    # Other parameters, other bytes: a new version that becomes the champion.
+    third = run_training(_params(registry_root, params={"C": 0.9}))
+    assert (third.version, third.unchanged, third.blessed) == ("v2", False, True)
+    assert third.aliases["champion"] == "v2"
 
     registry = Registry(registry_root)
     versions = registry.versions("penguins")
@@ -67,11 +74,11 @@ def test_two_runs_register_versions_with_lineage_and_judge_against_champion(
         assert lineage["data_fingerprint"] == first.fingerprint
         assert lineage["estimator"] == "logistic_regression"
         assert lineage["blessing"]["blessed"] is True
-        assert lineage["run_id"] in {first.run_id, second.run_id}
+        assert lineage["run_id"] in {first.run_id, third.run_id}
         assert "kfops" in str(lineage.get("code_version", lineage))
 
     runs = tracking.list_runs(registry_root)
-    assert {r.run_id for r in runs} == {first.run_id, second.run_id}
+    assert {r.run_id for r in runs} == {first.run_id, second.run_id, third.run_id}
     assert all(r.status == "succeeded" for r in runs)
     table = tracking.compare_table(runs)
     assert first.run_id in table and "f1_macro" in table

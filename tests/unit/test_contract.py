@@ -526,3 +526,91 @@ def test_duplicate_column_names(penguins: pd.DataFrame, penguins_contract: Contr
         infer_contract(dup, "species", "classification")
     report = validate(dup, penguins_contract)
     assert [v.rule for v in report.errors] == ["duplicate_columns"]
+
+
+def _with_ids(rows: int = 400, seed: int = 1) -> pd.DataFrame:
+    """A table whose ID-like columns look like what users bring: a written-out row index
+    (pandas' "Unnamed: 0" / R's row names), uuids, a near-unique name, next to legitimate
+    high-cardinality features: a continuous float, a year, slash dates, a small integer code."""
+    import uuid
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "Unnamed: 0": np.arange(1, rows + 1),
+            "uuid": [str(uuid.UUID(int=int(rng.integers(1 << 62)) + i)) for i in range(rows)],
+            # 5/8 of the rows name a customer no other row names; the rest repeat one 3 times.
+            "customer": [f"Customer {i}" for i in range(rows * 5 // 8)]
+            + [f"Customer {rows + i // 3}" for i in range(rows - rows * 5 // 8)],
+            "amount": rng.normal(100, 20, rows),  # all distinct, continuous
+            "year": np.arange(1600, 1600 + rows),  # distinct, consecutive, not a row number
+            "visited": [f"2012/{1 + i % 12:02d}/{1 + i % 28:02d}" for i in range(rows)],
+            "region": rng.choice(["north", "south", "east"], rows),
+            "label": rng.choice(["yes", "no"], rows),
+        }
+    )
+
+
+def test_id_like_columns_are_dropped_with_a_warning_naming_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    df = _with_ids()
+    with caplog.at_level(logging.WARNING, logger="kfops.contract"):
+        c = infer_contract(df, "label", "classification")
+    reasons = {d["name"]: d["reason"] for d in c.dropped}
+    assert set(reasons) == {"Unnamed: 0", "uuid", "customer"}
+    assert reasons["Unnamed: 0"] == "identifier: row numbers (increasing in file order)"
+    assert reasons["uuid"].startswith("identifier: 100% unique")
+    assert reasons["customer"] == (
+        "ID-like: 300 distinct values in 400 rows, 62% of rows with a value no other row has"
+    )
+    # Legitimate features stay: a continuous float, a year, dates, a small code.
+    assert c.feature("amount").kind == "numeric"
+    assert c.feature("year").kind == "numeric"
+    assert c.feature("visited").kind == "datetime"
+    assert c.feature("region").kind == "categorical"
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "not used as features" in warning
+    assert all(name in warning for name in reasons)
+    # The contract file and the validation report list them.
+    assert [d["name"] for d in Contract.from_dict(c.to_dict()).dropped] == list(reasons)
+    from kfops.reports.validation import validation_markdown
+
+    page = validation_markdown(validate(df, c), c, None)
+    assert "Columns not used as features" in page and "`customer`: ID-like" in page
+
+
+def test_labels_seen_twice_each_are_a_category_not_an_id() -> None:
+    # Half the values distinct (a month or a state per two rows), but none used once.
+    df = _with_ids(rows=24).assign(month=[f"m{i % 12}" for i in range(24)])
+    c = infer_contract(df, "label", "classification")
+    assert c.feature("month").kind == "categorical"
+
+
+def test_a_shuffled_row_index_is_dropped_and_a_repeated_name_is_kept() -> None:
+    df = _with_ids().sample(frac=1.0, random_state=3)  # the index column is no longer in order
+    df["customer"] = [f"Customer {i % 40}" for i in range(len(df))]  # 10% unique: a category
+    c = infer_contract(df, "label", "classification")
+    dropped = {d["name"]: d["reason"] for d in c.dropped}
+    assert dropped["Unnamed: 0"] == "identifier: a written-out row index"
+    assert c.feature("customer").kind == "categorical"
+
+
+def test_a_row_index_with_gaps_where_targets_were_null_is_still_dropped() -> None:
+    df = _with_ids()
+    df.loc[df.index % 3 == 0, "label"] = np.nan  # those rows leave; the index keeps its gaps
+    c = infer_contract(df, "label", "classification")
+    assert "Unnamed: 0" in {d["name"] for d in c.dropped}
+
+
+def test_a_time_step_counting_the_rows_is_a_feature_not_a_row_number() -> None:
+    df = _with_ids().assign(time=lambda d: np.arange(1, len(d) + 1))
+    c = infer_contract(df, "label", "classification")
+    assert c.feature("time").kind == "numeric"
+    assert "Unnamed: 0" in {d["name"] for d in c.dropped}
+
+
+def test_few_rows_are_not_enough_to_call_a_column_an_id() -> None:
+    df = _with_ids(rows=10)
+    c = infer_contract(df, "label", "classification", drop=["uuid"])
+    assert "customer" in c.feature_names and "Unnamed: 0" in c.feature_names

@@ -304,3 +304,80 @@ def test_fingerprint_is_the_same_from_csv_and_parquet(frame: pd.DataFrame) -> No
         frame.to_parquet(parquet, index=False)
         a, b = read_table(csv), read_table(parquet)
         assert fingerprint(a) == fingerprint(b) == fingerprint(frame)
+
+
+# -- separators ---------------------------------------------------------------------------------
+
+
+def _european(rows: int = 30) -> pd.DataFrame:
+    """Values that contain the other separators: commas in names, a '|' in a note."""
+    return pd.DataFrame(
+        {
+            "name": [f"Smith, J{i}" for i in range(rows)],
+            "amount": [1.5 * i for i in range(rows)],
+            "note": ["a|b" if i % 3 else "plain" for i in range(rows)],
+            "day": [f"2014/03/{1 + i % 28:02d}" for i in range(rows)],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("file_name", "sep"),
+    [
+        ("semi.csv", ";"),
+        ("tabs.tsv", "\t"),
+        ("tabs.txt", "\t"),
+        ("pipes.csv", "|"),
+        ("semi.csv.gz", ";"),
+        ("tabs.tsv.bz2", "\t"),
+        ("comma.csv.xz", ","),
+    ],
+)
+def test_separator_is_sniffed(tmp_path: Path, file_name: str, sep: str) -> None:
+    df = _european()
+    if sep == "|":
+        df = df.drop(columns="note")
+    path = tmp_path / file_name
+    df.to_csv(path, sep=sep, index=False)
+    pd.testing.assert_frame_equal(read_table(path), df)
+
+
+def test_tsv_url_keeps_its_suffixes() -> None:
+    from kfops.data import _suffix_of
+
+    assert _suffix_of("/data/x.tsv.gz") == ".tsv.gz"
+    assert _suffix_of("/data/x.csv") == ".csv"
+    assert _suffix_of("/data/x.parquet") == ".parquet"
+
+
+def test_one_long_column_names_the_separator_tried_and_the_likely_one(tmp_path: Path) -> None:
+    # The header splits on ';' but the rows do not (a stray ';' in one row): nothing sniffs,
+    # so the table would read as one column of 'a;b;c'.
+    path = tmp_path / "odd.csv"
+    path.write_text("a;b;c\n1;2;3\n4;5;6;7\n8;9;10\n")
+    with pytest.raises(DataError) as err:
+        read_table(path)
+    message = str(err.value)
+    assert "reads as a single column 'a;b;c' with separator ','" in message
+    assert "looks separated by ';'" in message
+
+
+def test_a_single_column_without_separators_reads_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("value\n1\n2\n3\n")
+    assert list(read_table(path).columns) == ["value"]
+
+
+def test_semicolon_files_with_decimal_commas_read_as_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "name;price;day\nA, Inc.;1,5;2014/03/03\nB;2,25;2014/03/04\nC;-3,0;2014/03/05\n"
+    )
+    df = read_table(path)
+    assert df["price"].tolist() == [1.5, 2.25, -3.0]
+    assert df["name"].tolist() == ["A, Inc.", "B", "C"]
+    # A ';' file with decimal points keeps them; one that mixes both is left to the contract.
+    path.write_text("x;y\n1.5;a\n2.5;b\n")
+    assert read_table(path)["x"].tolist() == [1.5, 2.5]
+    path.write_text("x;y\n1.5;a\n2,5;b\n")
+    assert read_table(path)["x"].tolist() == ["1.5", "2,5"]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from kfops.blessing import DEFAULT_THRESHOLDS, bless, parse_policy, policy_of_lineage
+from kfops.blessing import bless, parse_policy, policy_of_lineage
 from kfops.cli import main
 from kfops.errors import RegistryError
 from kfops.evaluation import Evaluation
 from kfops.local_runner import TrainingParams, preflight
+from kfops.params import default_thresholds
 from kfops.registry import Registry
 from kfops.steps.retrain import training_params
 from kfops.submit import check_arguments
@@ -51,7 +52,7 @@ def test_a_champion_without_a_recorded_policy_gets_the_default_bar(tmp_path: Pat
     root = tmp_path / "registry"
     _register(root, {"test": True})
     params = training_params(root, MODEL, "data.csv")
-    assert params.thresholds == DEFAULT_THRESHOLDS["classification"]
+    assert params.thresholds == default_thresholds("classification")
 
 
 def test_kubeflow_retrains_with_explicit_target_use_the_champions_bar_too(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_kubeflow_retrains_with_explicit_target_use_the_champions_bar_too(tmp_pa
     params = launcher._params(RetrainRequest(MODEL, ("KfopsFeatureDrift",), "run-1"))
     assert params.thresholds == {"f1_macro": 0.8} and params.max_regression == 0.0
     fresh = launcher._params(RetrainRequest("newcomer", ("KfopsFeatureDrift",), "run-2"))
-    assert fresh.thresholds == DEFAULT_THRESHOLDS["classification"]
+    assert fresh.thresholds == default_thresholds("classification")
 
 
 @pytest.mark.parametrize("name", ["../evil", "Evil", "a/b", "x" * 64, ""])

@@ -306,3 +306,49 @@ def _empty_labels(tmp_path: Path) -> Path:
     labels.mkdir()
     (labels / "l.jsonl").write_text("")
     return labels
+
+
+def test_a_model_with_the_champions_bytes_is_unchanged_not_a_new_version(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "registry"
+    data = str(default_data_path())
+    _, _, first = train_once(data, tmp_path / "one", RunContext.of(root, "run-1"))
+    deploy.run(deploy.DeployInputs(root, MODEL, "v1"), RunContext.of(root, "run-1"))
+    registry = Registry(root)
+
+    # The same data, seed and parameters give the same bytes: nothing new to register.
+    _, decision, again = train_once(data, tmp_path / "two", RunContext.of(root, "run-2"))
+    assert decision.blessed and first == again == "v1"
+    assert [v.version for v in registry.versions(MODEL)] == ["v1"]
+    record = tracking.load_run(root, "run-2")
+    assert record.version == "v1"
+    assert record.steps["register"]["unchanged"] is True
+    assert record.steps["register"]["matched"] == "v1"
+    assert record.steps["register"]["twin"] == registry.resolve(MODEL, "v1").lineage["twin"]
+    assert registry.aliases(MODEL) == {CHALLENGER: "v1", CHAMPION: "v1"}
+
+    # Different parameters, different bytes: a new version as usual.
+    _, _, changed = train_once(
+        data, tmp_path / "three", RunContext.of(root, "run-3"), params={"C": 0.25}
+    )
+    assert changed == "v2"
+    assert "unchanged" not in tracking.load_run(root, "run-3").steps["register"]
+
+
+def test_registered_files_are_readable_by_other_users_under_the_usual_umask(
+    tmp_path: Path,
+) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "registry"
+        train_once(str(default_data_path()), tmp_path / "one", RunContext.of(root, "run-1"))
+    finally:
+        os.umask(old)
+    version_dir = Registry(root).resolve(MODEL, "v1").path
+    alias = root / "models" / MODEL / "aliases" / f"{CHALLENGER}.json"
+    for path in [*version_dir.iterdir(), alias]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfops.config import Settings
+from kfops.contract_model import TASKS
 from kfops.errors import ConfigError
-from kfops.params import DEFAULTS, TrainingParams
+from kfops.params import DEFAULTS, TrainingParams, default_estimator, default_thresholds
 
 if TYPE_CHECKING:
     from kfops.local_runner import RunSummary
@@ -25,10 +26,14 @@ def register(sub: Any) -> None:
     )
     run.add_argument("--data", help="CSV or Parquet: path, file://, http(s):// or fsspec URI")
     run.add_argument("--target", help="target column (default for the bundled data: species)")
-    run.add_argument("--task", choices=("classification", "regression"))
+    run.add_argument(
+        "--task",
+        choices=TASKS,
+        help="what to predict (default: inferred from the target column, reason printed)",
+    )
     run.add_argument("--model-name", help="registry model name (default: from the data file)")
     run.add_argument("--registry", help="registry root (env KFOPS_REGISTRY_ROOT)")
-    run.add_argument("--estimator", default=None, help="estimator name, e.g. random_forest")
+    run.add_argument("--estimator", default=None, help=_estimator_help())
     run.add_argument("--params", default="{}", help='estimator parameters as JSON, e.g. {"C": 2}')
     run.add_argument(
         "--threshold",
@@ -73,6 +78,16 @@ def register(sub: Any) -> None:
     comp.set_defaults(func=cmd_compile)
 
 
+def _estimator_help() -> str:
+    from kfops.training import ESTIMATORS
+
+    per_task = "; ".join(
+        f"{task}: {', '.join(sorted(ESTIMATORS[task]))} (default {default_estimator(task)})"
+        for task in TASKS
+    )
+    return f"estimator name. {per_task}"
+
+
 def parse_thresholds(items: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items:
@@ -92,15 +107,23 @@ def parse_columns(text: str) -> tuple[str, ...]:
 
 
 def _model_name_from(data: str) -> str:
-    stem = Path(data.split("?")[0]).stem.lower()
+    from kfops.datasets import table_stem
+
+    stem = table_stem(data.split("?")[0]).lower()
     name = re.sub(r"[^a-z0-9-]+", "-", stem).strip("-")[:63]
     return name or "model"
 
 
 def training_params(args: argparse.Namespace, settings: Settings) -> TrainingParams:
     from kfops import datasets
-    from kfops.blessing import DEFAULT_THRESHOLDS
 
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--params is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(params, dict):
+        raise ConfigError('--params must be a JSON object, e.g. {"C": 2.0}')
+    thresholds = parse_thresholds(args.threshold)
     if args.data is None:
         data_uri = str(datasets.default_data_path())
         target = args.target or datasets.DEFAULT_TARGET
@@ -110,23 +133,17 @@ def training_params(args: argparse.Namespace, settings: Settings) -> TrainingPar
         if not args.target:
             raise ConfigError("--target is required with --data (the column to predict)")
         data_uri, target = args.data, args.target
-        task = args.task or DEFAULTS.task
+        task = args.task or _infer_task(args.data, args.target)
         model_name = settings.model_name or _model_name_from(args.data)
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--params is not valid JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(params, dict):
-        raise ConfigError('--params must be a JSON object, e.g. {"C": 2.0}')
     return TrainingParams(
         data_uri=data_uri,
         target=target,
         task=task,
         model_name=model_name,
         registry_root=str(settings.registry_root),
-        estimator=args.estimator or DEFAULTS.estimator,
+        estimator=args.estimator or default_estimator(task),
         params=params,
-        thresholds=parse_thresholds(args.threshold) or DEFAULT_THRESHOLDS[task],
+        thresholds=thresholds or default_thresholds(task),
         max_regression=args.max_regression,
         test_size=args.test_size,
         seed=args.seed,
@@ -139,6 +156,22 @@ def training_params(args: argparse.Namespace, settings: Settings) -> TrainingPar
         # The text, not the path: the file does not exist inside a container or a pod.
         search_space=_read_text(args.search_space) if args.search_space else "",
     )
+
+
+def _infer_task(data_uri: str, target: str) -> str:
+    """The task for ``target`` of the data at ``data_uri``, with the reason printed.
+
+    Read here, before the pipeline, so the task's estimator and blessing thresholds are the
+    pipeline's parameters like any the user gives (what the run record and lineage show).
+    """
+    from kfops.contract.inference import target_column
+    from kfops.contract.task import infer_task
+    from kfops.data import read_table
+
+    df = read_table(data_uri)
+    choice = infer_task(target_column(df, target), target)
+    print(f"kfops: {choice.reason}", flush=True)
+    return choice.task
 
 
 def _read_text(path: str) -> str:
@@ -154,11 +187,22 @@ def format_summary(summary: RunSummary) -> str:
         f"run           {summary.run_id} ({summary.status})",
         f"model         {summary.model_name}",
         f"data          sha256 {summary.fingerprint}",
+    ]
+    if summary.dropped:
+        lines.append(
+            "not features  " + "; ".join(f"{d['name']} ({d['reason']})" for d in summary.dropped)
+        )
+    lines += [
         "metrics       " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items())),
         f"blessed       {'yes' if summary.blessed else 'no'}",
     ]
     lines += [f"  - {reason}" for reason in summary.reasons]
-    if summary.version:
+    if summary.version and summary.unchanged:
+        lines.append(
+            f"version       {summary.version} unchanged: the model has the champion's exact "
+            f"bytes, no new version (sha256 {summary.model_sha256})"
+        )
+    elif summary.version:
         lines.append(f"version       {summary.version} (sha256 {summary.model_sha256})")
     else:
         lines.append("version       none registered (not blessed)")

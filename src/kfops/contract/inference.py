@@ -33,6 +33,10 @@ TEXT_MIN_WORDS = 3  # median words per value for free text
 TEXT_MIN_DISTINCT = 50
 IDENTIFIER_UNIQUE_SHARE = 0.95  # near-unique single-token strings are identifiers
 IDENTIFIER_MIN_ROWS = 20
+# Labels where at least this share of rows hold a value no other row has (car models, customer
+# names) are ID-like: a one-hot of them learns little, and serving meets mostly unseen values.
+# Counting single-use values, not distinct ones, keeps a month or a state seen twice each.
+NEAR_UNIQUE_SHARE = 0.5
 MAX_CATEGORIES = 1000  # more distinct strings than this is not a usable categorical
 
 _DATE_LIKE = re.compile(
@@ -41,6 +45,12 @@ _DATE_LIKE = re.compile(
     r"|\d{1,2} [A-Za-z]{3,9}\.? \d{2,4}"  # 4 Mar 2021
 )
 _ID_NAME = re.compile(r"(^|_)(id|uuid|key)$|Id$|ID$", re.IGNORECASE)
+# A written-out row index: pandas' "Unnamed: 0", R's row names. Only columns named like this
+# are taken for row numbers: a "time" or "year" counting 1, 2, 3 is a trend feature.
+_INDEX_NAME = re.compile(
+    r"^(Unnamed: \d+|rownames|row\.?names?|row_?(number|num|no)?|index|idx|obs|X|#|)$",
+    re.IGNORECASE,
+)
 
 
 def _suggest(name: str, choices: Sequence[str]) -> str:
@@ -95,9 +105,40 @@ def _object_kind(name: str, col: pd.Series, nonnull: pd.Series) -> tuple[str | N
         return "text", None
     if unique_share >= IDENTIFIER_UNIQUE_SHARE and len(nonnull) >= IDENTIFIER_MIN_ROWS:
         return None, f"identifier: {math.floor(unique_share * 100)}% unique values"
+    single_share = float((nonnull.value_counts() == 1).sum()) / len(nonnull)
+    if single_share >= NEAR_UNIQUE_SHARE and len(nonnull) >= IDENTIFIER_MIN_ROWS:
+        return None, (
+            f"ID-like: {distinct} distinct values in {len(nonnull)} rows, "
+            f"{math.floor(single_share * 100)}% of rows with a value no other row has"
+        )
     if distinct > MAX_CATEGORIES:
         return None, (f"high cardinality: {distinct} distinct values (more than {MAX_CATEGORIES})")
     return "categorical", None
+
+
+def _integer_id_reason(name: str, col: pd.Series, nonnull: pd.Series) -> str | None:
+    """Why a numeric column is a row id, or None. Only whole numbers that are all distinct:
+    named like an id, or named like an index (``Unnamed: 0``, ``rownames``, ...). A continuous
+    measurement, a year or a time step counting the rows is neither."""
+    if len(nonnull) < IDENTIFIER_MIN_ROWS or len(nonnull) < len(col):
+        return None
+    values = nonnull.to_numpy()
+    if ptypes.is_float_dtype(col.dtype):
+        if not (values == values.round()).all():
+            return None
+    elif not ptypes.is_integer_dtype(col.dtype) or ptypes.is_bool_dtype(col.dtype):
+        return None
+    if not nonnull.is_unique:
+        return None
+    if _ID_NAME.search(name):
+        return "identifier: 100% unique integer ids"
+    # Rows without a target are gone by now, so an index may have gaps; its name and distinct
+    # non-negative whole numbers are what identify it.
+    if not _INDEX_NAME.match(name) or values.min() < 0:
+        return None
+    if nonnull.is_monotonic_increasing:
+        return "identifier: row numbers (increasing in file order)"
+    return "identifier: a written-out row index"
 
 
 def _feature_spec(
@@ -143,13 +184,9 @@ def _feature_spec(
                 f"column {name!r} is constant (every value is {to_jsonable(nonnull.iloc[0])!r}); "
                 f"drop it with --drop-columns {name}"
             )
-        if (
-            ptypes.is_integer_dtype(dtype)
-            and _ID_NAME.search(name)
-            and len(nonnull) >= IDENTIFIER_MIN_ROWS
-            and nonnull.is_unique
-        ):
-            return None, "identifier: 100% unique integer ids"
+        reason = _integer_id_reason(name, col, nonnull)
+        if reason:
+            return None, reason
         return FeatureSpec(name, "numeric", str(dtype), nullable, min=lo, max=hi), None
 
     if kind == "datetime":
@@ -210,10 +247,16 @@ def _target_spec(df: pd.DataFrame, target: str, task: str) -> TargetSpec:
             )
         limit = max(2, min(MAX_CATEGORIES, rows // 2))
         if len(classes) > limit:
+            numeric = ptypes.is_numeric_dtype(col.dtype) and not ptypes.is_bool_dtype(col.dtype)
+            fix = (
+                "if it is a quantity to predict, use --task regression"
+                if numeric
+                else "a classifier needs several rows per class: choose a target with fewer "
+                "labels, group rare labels, or add rows"
+            )
             raise DataError(
                 f"target {target!r} has {len(classes)} distinct values in {rows} rows: too many "
-                f"classes for classification (at most {limit}); if it is a quantity to "
-                "predict, use --task regression"
+                f"classes for classification (at most {limit}); {fix}"
             )
         dtype = "object" if col.dtype == object else str(col.dtype)
         return TargetSpec(target, "categorical", dtype, classes=classes)
@@ -295,6 +338,12 @@ def infer_contract(
             features.append(spec)
     if problems:
         raise DataError("; ".join(problems))
+    detected = [d for d in dropped if d["name"] not in drop]
+    if detected:
+        log.warning(
+            "not used as features: %s",
+            "; ".join(f"{d['name']!r} ({d['reason']})" for d in detected),
+        )
     if not features:
         raise DataError(
             f"no usable feature columns besides target {target!r} (dropped: "
@@ -311,6 +360,14 @@ def infer_contract(
         dropped=tuple(dropped),
         fingerprint=fingerprint,
     )
+
+
+def target_column(df: pd.DataFrame, target: str) -> pd.Series:
+    """The target column of ``df``; DataError naming the close matches when it is missing."""
+    columns = [str(c) for c in df.columns]
+    if target not in columns:
+        raise DataError(f"target column {target!r} not found{_suggest(target, columns)}")
+    return df[target]
 
 
 def drop_null_target(df: pd.DataFrame, contract: Contract) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from kfops.contract_model import Contract
 from kfops.explain.contributions import EXPLAINER_FILE
 from kfops.explain.importance import Importance
 from kfops.explain.model_card import MODEL_CARD_FILE, VersionFacts, render_model_card
-from kfops.io import read_json, write_json_atomic, write_text_atomic
+from kfops.io import read_json, sha256_file, write_json_atomic, write_text_atomic
 from kfops.registry import CHALLENGER, CHAMPION, MODEL_FILE, ModelVersion, code_version
 from kfops.steps._run import RunContext
 from kfops.twin.record import CONVERTED, TWIN_FILE, TwinRecord, judge
@@ -48,6 +48,28 @@ class RegisterInputs:
 
 
 def run(inputs: RegisterInputs, ctx: RunContext) -> ModelVersion:
+    """The new version, or the champion itself when the model has the champion's exact bytes
+    (retraining on unchanged data): no new version then, and the run record says which version
+    it matched (``register.unchanged``)."""
+    champion = ctx.registry.verify(inputs.model_name, missing_ok=True)
+    if champion is not None and champion.model_sha256 == sha256_file(inputs.model_path):
+        print(
+            f"model unchanged: same bytes as champion {inputs.model_name} {champion.version}; "
+            "no new version registered",
+            flush=True,
+        )
+        ctx.record(
+            "register",
+            {
+                "model": inputs.model_name,
+                "version": champion.version,
+                "sha256": champion.model_sha256,
+                "unchanged": True,
+                "matched": champion.version,
+                "twin": (champion.lineage or {}).get("twin"),
+            },
+        )
+        return champion
     # The metrics straight from the evaluation file (metrics.json in the version).
     metrics = {k: float(v) for k, v in read_json(inputs.evaluation_path)["metrics"].items()}
     the_contract = Contract.load(inputs.contract_path)

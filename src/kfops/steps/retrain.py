@@ -27,7 +27,7 @@ from kfops.contract_model import Contract
 from kfops.errors import DataError
 from kfops.monitoring.result import MonitoringResult
 from kfops.monitoring.training_data import build_training_data
-from kfops.params import DEFAULTS, TrainingParams
+from kfops.params import DEFAULTS, TrainingParams, default_thresholds
 from kfops.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:
@@ -65,16 +65,16 @@ def champion_thresholds(champion: ModelVersion | None, task: str) -> dict[str, A
     """``thresholds``/``max_regression`` for a retrain: the policy the champion was blessed
     under (its lineage), else the defaults of ``kfops run``; never no thresholds at all, so an
     alert-started run is held to the same bar as any run."""
-    from kfops.blessing import DEFAULT_THRESHOLDS, policy_of_lineage
+    from kfops.blessing import policy_of_lineage
 
     policy = policy_of_lineage(champion.lineage or {}, task) if champion is not None else None
     if policy is None:
         if champion is not None:
             log.warning(
                 "%s %s records no blessing policy: retraining against the default thresholds %s",
-                champion.model, champion.version, DEFAULT_THRESHOLDS[task],
+                champion.model, champion.version, default_thresholds(task),
             )  # fmt: skip
-        return {"thresholds": dict(DEFAULT_THRESHOLDS[task])}
+        return {"thresholds": default_thresholds(task)}
     return {"thresholds": dict(policy.thresholds), "max_regression": policy.max_regression}
 
 
