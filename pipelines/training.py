@@ -67,7 +67,7 @@ def training_pipeline(
     model_name: str,
     registry_root: str = CLUSTER_REGISTRY_ROOT,
     task: str = DEFAULTS.task,
-    estimator: str = DEFAULTS.estimator,
+    estimator: str = "",  # empty: the task's default (kfops.params.TASK_DEFAULTS)
     params_json: str = "{}",
     thresholds_json: str = "{}",
     max_regression: float = DEFAULTS.max_regression,

@@ -38,6 +38,12 @@ def default_estimator(task: str) -> str:
     return TASK_DEFAULTS[task].estimator if task in TASK_DEFAULTS else ""
 
 
+def resolve_estimator(estimator: str, task: str) -> str:
+    """``estimator``, or the task's default when it is empty (a pipeline submitted with a task
+    and no estimator: the steps resolve it from the task the contract records)."""
+    return estimator or default_estimator(task)
+
+
 def default_thresholds(task: str) -> dict[str, float]:
     """The blessing thresholds a run of ``task`` must meet when none are given."""
     return dict(TASK_DEFAULTS[task].thresholds) if task in TASK_DEFAULTS else {}

@@ -352,3 +352,17 @@ def test_registered_files_are_readable_by_other_users_under_the_usual_umask(
     alias = root / "models" / MODEL / "aliases" / f"{CHALLENGER}.json"
     for path in [*version_dir.iterdir(), alias]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+
+
+def test_a_regression_run_without_an_estimator_trains_the_tasks_default(tmp_path: Path) -> None:
+    """The pipeline's estimator parameter is empty unless given (a cluster run submitted with
+    task=regression only): train and register resolve it from the contract's task."""
+    root = tmp_path / "registry"
+    ctx = RunContext.of(root, "run-r")
+    _, decision, version = train_once(
+        str(default_data_path()), tmp_path / "r", ctx, target="body_mass_g", task="regression",
+        estimator="", params={},
+    )  # fmt: skip
+    assert decision.blessed and version == "v1"
+    assert tracking.load_run(root, "run-r").steps["train"]["estimator"] == "ridge"
+    assert Registry(root).verify(MODEL, "v1").lineage["estimator"] == "ridge"

@@ -25,6 +25,7 @@ from kfops.explain.contributions import EXPLAINER_FILE
 from kfops.explain.importance import Importance
 from kfops.explain.model_card import MODEL_CARD_FILE, VersionFacts, render_model_card
 from kfops.io import read_json, sha256_file, write_json_atomic, write_text_atomic
+from kfops.params import resolve_estimator
 from kfops.registry import CHALLENGER, CHAMPION, MODEL_FILE, ModelVersion, code_version
 from kfops.steps._run import RunContext
 from kfops.twin.record import CONVERTED, TWIN_FILE, TwinRecord, judge
@@ -77,6 +78,9 @@ def run(inputs: RegisterInputs, ctx: RunContext) -> ModelVersion:
     importance = Importance.from_dict(read_json(inputs.importance_path))
     lineage = {
         **inputs.lineage,
+        "estimator": resolve_estimator(
+            str(inputs.lineage.get("estimator") or ""), the_contract.task
+        ),
         "metrics": metrics,
         "run_id": ctx.run_id,
         "twin": twin.to_dict(),

@@ -17,6 +17,7 @@ from kfops import training
 from kfops.contract_model import Contract
 from kfops.drift.profile import build_reference_profile
 from kfops.explain.contributions import write_explainer_file
+from kfops.params import resolve_estimator
 from kfops.steps._run import RunContext
 from kfops.twin import Twin, TwinRecord, convert
 
@@ -46,7 +47,8 @@ def run(inputs: TrainInputs, ctx: RunContext) -> TrainResult:
     the_contract = Contract.load(inputs.contract_path)
     train_df = pd.read_parquet(inputs.train_path)
     params = dict(inputs.params)
-    model = training.train(train_df, the_contract, inputs.estimator, params, inputs.seed)
+    estimator = resolve_estimator(inputs.estimator, the_contract.task)
+    model = training.train(train_df, the_contract, estimator, params, inputs.seed)
     training.save_model(model, inputs.model_path)
     build_reference_profile(train_df, the_contract).save(inputs.profile_path)
     write_explainer_file(inputs.explainer_path, model, train_df)
@@ -59,11 +61,11 @@ def run(inputs: TrainInputs, ctx: RunContext) -> TrainResult:
     ctx.record(
         "train",
         {
-            "estimator": inputs.estimator,
+            "estimator": estimator,
             "params": params,
             "seed": inputs.seed,
             "train_rows": len(train_df),
             "twin": twin.to_dict(),
         },
     )
-    return TrainResult(inputs.estimator, params, len(train_df), twin)
+    return TrainResult(estimator, params, len(train_df), twin)

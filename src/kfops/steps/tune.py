@@ -19,7 +19,7 @@ from typing import Any
 
 from kfops.errors import ConfigError
 from kfops.io import write_text_atomic
-from kfops.params import DEFAULTS
+from kfops.params import DEFAULTS, resolve_estimator
 from kfops.tuning.report import best_params, render_report, summary
 from kfops.tuning.space import is_int
 from kfops.tuning.study import (
@@ -65,7 +65,7 @@ def start(inputs: StartInputs) -> list[Payload]:
         )
     state = new_study(
         inputs.task,
-        inputs.estimator,
+        resolve_estimator(inputs.estimator, inputs.task),
         space_override=inputs.search_space or None,
         fixed_params=inputs.fixed_params,
         seed=int(inputs.seed),
