@@ -22,3 +22,7 @@ IMAGE = f"kfops:{__version__}"
 DEPLOY_NAMESPACE = "kfops"
 MONITORING_WINDOW_HOURS = 24.0
 PUSHGATEWAY_JOB = "kfops-monitoring"
+
+# A retrain after monitoring (kfops monitor, the trigger's local launcher, the monitoring
+# pipeline) trains on the labelled window plus this share of the champion's training rows.
+RETRAIN_REFERENCE_SHARE = 1.0

@@ -131,6 +131,9 @@ def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
         trigger = s.trigger(
             "--registry", str(registry_root), "--capture-dir", str(capture),
             "--labels-dir", str(labels), "--window-hours", "1", "--cooldown", "3600",
+            # A complete change of concept (the old labels are now wrong, below): retrain on
+            # the window alone. The default mix with the champion's rows is unit-tested.
+            "--reference-share", "0",
             env={"KFOPS_KFP_HOST": "", "KF_PIPELINES_ENDPOINT": ""},
         )  # fmt: skip
         am = s.alertmanager(trigger.url)
@@ -216,7 +219,8 @@ def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
 
         record = tracking.load_run(registry_root, run_id)
         assert record.status == "succeeded"
-        # Trained on the fresh data: the labelled captured traffic of the last hour.
+        # Trained on the labelled captured traffic of the last hour (reference share 0),
+        # recorded as the mix.
         params = json.loads((registry_root / "runs" / run_id / "params.json").read_text())
         data_uri = params["data_uri"]
         assert f"retrain-data/{MODEL}/{run_id}.parquet" in data_uri
@@ -235,6 +239,10 @@ def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
 
         # Hop 5: blessed -> registered as v2 -> the champion alias moved -> the server swapped.
         assert v2.lineage["data_uri"].endswith(f"{run_id}.parquet")
+        mix = v2.lineage["data_mix"]
+        assert (mix["window_rows"], mix["reference_rows"], mix["reference_share"]) == (
+            len(drifted), 0, 0.0,
+        )  # fmt: skip
         wait_for("the champion alias to move",
                  lambda: registry.get_alias(MODEL, "champion") == "v2", 60, procs)  # fmt: skip
 

@@ -415,3 +415,33 @@ def test_policy_shares_are_validated() -> None:
             MonitoringPolicy.from_dict({key: -0.1})
         with pytest.raises(ConfigError, match=key):
             MonitoringPolicy.from_dict({key: True})
+
+
+@pytest.mark.parametrize(("share", "reference_rows"), [(1.0, 2000), (0.0, 0)])
+def test_the_triggers_local_retrain_mixes_like_monitor(
+    tmp_path: Path, share: float, reference_rows: int
+) -> None:
+    """An alert-started local retrain trains on the same mix as `kfops monitor` (issue 11)."""
+    import time
+
+    from kfops.trigger.launchers import LocalLauncher, RetrainRequest
+
+    registry, capture, labels = labelled_retrain_setup(tmp_path)
+    hours = (time.time() - T0) / 3600 + 1  # a window reaching back to the captured hour
+    launcher = LocalLauncher(
+        registry.root, capture_dir=capture, labels_dir=labels, window_hours=hours,
+        work_dir=tmp_path / "work", reference_share=share,
+    )  # fmt: skip
+    path, mix = launcher.training_data(RetrainRequest(MODEL, ("KfopsFeatureDrift",), "run-t"))
+    assert mix is not None
+    assert (mix["window_rows"], mix["reference_rows"], mix["reference_share"]) == (
+        160, reference_rows, share,
+    )  # fmt: skip
+    assert len(pd.read_parquet(path)) == 160 + reference_rows
+
+
+def test_the_triggers_reference_share_is_validated(tmp_path: Path) -> None:
+    from kfops.trigger.launchers import LocalLauncher
+
+    with pytest.raises(ConfigError, match=r"reference share 1\.5 must be between 0 and 1"):
+        LocalLauncher(tmp_path, capture_dir=tmp_path, labels_dir=tmp_path, reference_share=1.5)

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from kfops.config import Settings
-from kfops.defaults import MONITORING_WINDOW_HOURS
+from kfops.defaults import MONITORING_WINDOW_HOURS, RETRAIN_REFERENCE_SHARE
 from kfops.errors import ConfigError
 from kfops.trigger import DEFAULT_COOLDOWN, KubeflowLauncher, LocalLauncher, RetrainTrigger
 from kfops.trigger.http import HttpLimits
@@ -80,6 +80,13 @@ def register(sub: Any) -> None:
         default=MONITORING_WINDOW_HOURS,
         help="captured traffic to train on (24)",
     )
+    p.add_argument(
+        "--reference-share",
+        type=float,
+        default=RETRAIN_REFERENCE_SHARE,
+        help="share of the champion's training rows added to the labelled window of a local "
+        "retrain (0..1, default %(default)s; 0: the window alone)",
+    )
     p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
     p.add_argument("--kfp-host", help="Kubeflow Pipelines host (KFOPS_KFP_HOST)")
     p.add_argument("--kfp-namespace", help="Kubeflow namespace (KFOPS_KFP_NAMESPACE)")
@@ -139,6 +146,7 @@ def build_trigger(args: argparse.Namespace) -> RetrainTrigger:
             labels_dir=args.labels_dir,
             window_hours=args.window_hours,
             runner=args.runner,
+            reference_share=args.reference_share,
         )
     catalog = ModelCatalog.parse(settings.registry_root, settings.trigger_models)
     state_dir = settings.trigger_state_dir or settings.registry_root.parent / "trigger"

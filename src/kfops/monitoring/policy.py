@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfops.defaults import RETRAIN_REFERENCE_SHARE
 from kfops.drift import DriftPolicy
 from kfops.errors import ConfigError
 
@@ -39,7 +40,7 @@ class MonitoringPolicy:
     drift: dict[str, Any] = field(default_factory=dict)  # DriftPolicy settings
     importance_min_share: float = 0.0
     max_null_share_change: float = 0.01
-    retrain_reference_share: float = 1.0
+    retrain_reference_share: float = RETRAIN_REFERENCE_SHARE
 
     def __post_init__(self) -> None:
         if self.min_rows < 1:

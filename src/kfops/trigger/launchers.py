@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kfops.defaults import IMAGE, MONITORING_WINDOW_HOURS
+from kfops.defaults import IMAGE, MONITORING_WINDOW_HOURS, RETRAIN_REFERENCE_SHARE
 from kfops.errors import ConfigError
 from kfops.params import TrainingParams
 
@@ -64,7 +64,9 @@ class LocalLauncher:
     """Runs the training pipeline on this machine with kfp.local.
 
     The training data is ``data_uri`` when given, else the model's captured traffic of the last
-    ``window_hours`` joined with its late labels; the run is the retrain step
+    ``window_hours`` joined with its late labels plus ``reference_share`` of the champion's
+    training rows (``retrain.mix_training_data``, as ``kfops monitor`` retrains; the mix goes
+    into the new version's lineage); the run is the retrain step
     (``kfops.steps.retrain``), which repeats the champion's target, task and estimator. Runs are
     serialised: kfp.local keeps global state.
     """
@@ -82,6 +84,7 @@ class LocalLauncher:
         window_hours: float = MONITORING_WINDOW_HOURS,
         runner: str = "subprocess",
         work_dir: str | Path | None = None,
+        reference_share: float = RETRAIN_REFERENCE_SHARE,
     ) -> None:
         if data_uri is None and (capture_dir is None or labels_dir is None):
             raise ConfigError(
@@ -95,15 +98,19 @@ class LocalLauncher:
         self.window_hours = window_hours
         self.runner = runner
         self.work_dir = work_dir  # None: retrain-data next to the registry
+        if not 0.0 <= reference_share <= 1.0:
+            raise ConfigError(f"reference share {reference_share} must be between 0 and 1")
+        self.reference_share = reference_share
 
     def submit(self, request: RetrainRequest) -> str:
         # Local runs cannot fail to "submit": the work happens in wait(), in the worker thread.
         return request.run_id
 
-    def training_data(self, request: RetrainRequest) -> str:
-        """``data_uri``, else the last ``window_hours`` of captured traffic with labels."""
+    def training_data(self, request: RetrainRequest) -> tuple[str, dict[str, Any] | None]:
+        """``data_uri``, else the last ``window_hours`` of captured traffic with labels mixed
+        with the champion's training rows; and the mix (None for ``data_uri``)."""
         if self.data_uri is not None:
-            return self.data_uri
+            return self.data_uri, None
         from kfops.monitoring import default_window
         from kfops.steps import retrain
 
@@ -118,22 +125,27 @@ class LocalLauncher:
             end,
             retrain.data_path(self.registry_root, request.model, request.run_id, self.work_dir),
         )
-        log.info("%s: training data of run %s: %d labelled rows", request.model, request.run_id,
-                 rows)  # fmt: skip
-        return str(path)
+        mix = retrain.mix_training_data(
+            self.registry_root, request.model, path, self.reference_share, window=(start, end)
+        )
+        log.info("%s: training data of run %s: %d labelled rows + %d reference rows",
+                 request.model, request.run_id, rows, mix.reference_rows)  # fmt: skip
+        return mix.path, mix.to_dict()
 
     def wait(self, request: RetrainRequest, handle: str) -> RunOutcome:
         from kfops.steps import retrain
 
         with self._lock:
+            data_uri, mix = self.training_data(request)
             summary = retrain.run(
                 retrain.RetrainInputs(
                     model_name=request.model,
                     registry_root=self.registry_root,
-                    data_uri=self.training_data(request),
+                    data_uri=data_uri,
                     runner=self.runner,
                     run_id=handle,
                     trigger={"alerts": list(request.alerts)},
+                    data_mix=mix,
                 )
             )
         verdict = "blessed" if summary.blessed else "rejected"
