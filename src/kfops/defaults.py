@@ -11,6 +11,9 @@
   an install that runs kfops elsewhere (kind: KFP standalone's ``kubeflow``) says so with
   ``KFOPS_DEPLOY_NAMESPACE`` or the pipeline parameter ``namespace``.
 
+- ``KEEP_RUNS``: how many local runs keep their pipeline root and executor log under the
+  registry root (kfops.run_roots; ``KFOPS_KEEP_RUNS``, ``kfops run --keep-runs``).
+
 Training-run defaults (task, estimator, seed, test size, maximum regression, tuning budget) are
 the field defaults of ``kfops.params.TrainingParams``; alias names are
 ``kfops.registry.CHAMPION`` and ``CHALLENGER``.
@@ -22,3 +25,4 @@ IMAGE = f"kfops:{__version__}"
 DEPLOY_NAMESPACE = "kfops"
 MONITORING_WINDOW_HOURS = 24.0
 PUSHGATEWAY_JOB = "kfops-monitoring"
+KEEP_RUNS = 10
