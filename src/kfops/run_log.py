@@ -27,6 +27,7 @@ import io
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -158,17 +159,66 @@ class ExecutorLog(io.TextIOBase):
         return None
 
 
+class _ThreadRouter(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` during a run: the running thread's text (kfp.local's
+    prints and loggers run in the thread that called the pipeline) goes to the log; other
+    threads (the trigger's HTTP workers, say) keep writing where they wrote before."""
+
+    def __init__(self, owner: int, log: ExecutorLog, other: TextIO) -> None:
+        super().__init__()
+        self._owner, self._log, self._other = owner, log, other
+
+    def _target(self) -> TextIO | ExecutorLog:
+        return self._log if threading.get_ident() == self._owner else self._other
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _ThreadHandler(logging.Handler):
+    """The root logger's one handler during a run: records of the running thread go to the
+    log, others to the handlers (and level) the root logger had before."""
+
+    def __init__(
+        self, owner: int, log: ExecutorLog, others: list[logging.Handler], level: int
+    ) -> None:
+        super().__init__()
+        self._owner, self._others, self._level = owner, others, level
+        self._log = logging.StreamHandler(log)
+        self._log.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._owner:
+            self._log.handle(record)
+        elif record.levelno >= self._level:
+            for handler in self._others:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+
 @contextlib.contextmanager
 def capture(log: ExecutorLog) -> Iterator[ExecutorLog]:
-    """Send stdout, stderr and the root logger to ``log`` until the block ends."""
+    """Send this thread's stdout, stderr and root-logger records to ``log`` until the block
+    ends; other threads' output is left where it went."""
+    owner = threading.get_ident()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    handler = logging.StreamHandler(log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_ThreadHandler(owner, log, handlers, level or logging.WARNING)]
     root.setLevel(min(level, logging.INFO) if level else logging.INFO)
     old_out, old_err = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = log
+    sys.stdout = _ThreadRouter(owner, log, old_out)  # type: ignore[assignment]
+    sys.stderr = _ThreadRouter(owner, log, old_err)  # type: ignore[assignment]
     try:
         yield log
     finally:

@@ -131,3 +131,35 @@ def test_step_lines_one_per_finished_task() -> None:
         "  train            ok       4.1s",
         "  validate         FAILED   0.3s",
     ]
+
+
+def test_other_threads_keep_their_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A service that runs training in a worker (kfops trigger) keeps its own log lines: only
+    the running thread's output goes to the run's log."""
+    import threading
+
+    log = ExecutorLog(tmp_path / "run.log")
+    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with capture(log):
+            print("from the run")
+            worker = threading.Thread(
+                target=lambda: (
+                    print("from another thread"),
+                    logging.getLogger("kfops.trigger").warning("service warning"),
+                )
+            )
+            worker.start()
+            worker.join()
+    finally:
+        root.removeHandler(handler)
+    log.close()
+    text = (tmp_path / "run.log").read_text()
+    out, err = capsys.readouterr()
+    assert "from the run" in text and "from the run" not in out
+    assert "from another thread" in out and "from another thread" not in text
+    assert "service warning" in err and "service warning" not in text
