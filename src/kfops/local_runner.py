@@ -227,11 +227,19 @@ def run_training(
     preflight(params)
     registry_root = Path(params.registry_root).resolve()
     registry_root.mkdir(parents=True, exist_ok=True)
-    root = RunRoot(registry_root, run_id or tracking.new_run_id())
+    root = RunRoot(registry_root, tracking.check_run_id(run_id or tracking.new_run_id()))
     log = ExecutorLog(root.log, on_event=on_event, echo=echo)
     try:
         with capture(log):
             return _run(params, root, runner, image, keep_runs, log)
+    except RunFailed:
+        raise
+    except BaseException as exc:
+        # Stopped before kfp.local ran or by the user: the record says so, not "running".
+        if (root.path / "params.json").exists():
+            status = "canceled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            tracking.finish_run(registry_root, root.run_id, status, str(exc) or repr(exc))
+        raise
     finally:
         log.close()
 

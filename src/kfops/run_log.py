@@ -194,9 +194,7 @@ class _ThreadHandler(logging.Handler):
         super().__init__()
         self._owner, self._others, self._level = owner, others, level
         self._log = logging.StreamHandler(log)
-        self._log.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        self._log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread == self._owner:

@@ -59,7 +59,7 @@ def deprecated(parser: Any, old: str, new: str, dest: str) -> None:
 
 
 def add_registry(parser: Any) -> None:
-    parser.add_argument("--registry", default=None, help=REGISTRY_HELP)
+    parser.add_argument("--registry", default=None, metavar="DIR", help=REGISTRY_HELP)
 
 
 def add_model(parser: Any, help: str = MODEL_HELP, old: Sequence[str] = ()) -> None:

@@ -130,6 +130,7 @@ def add_serving_arguments(
         "--model_name",  # kserve's own spelling
         dest="model_name",
         default=None,
+        metavar="NAME",
         help="name on the endpoint path, /v1/models/NAME:predict (default: the model name)",
     )
     from kfops.cli._flags import deprecated
