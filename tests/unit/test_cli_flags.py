@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,24 @@ def test_serve_capture_help_says_the_default_it_uses() -> None:
     capture = _flag(("serve",), "--capture")
     assert capture is not None and "<registry>/capture" in (capture.help or "")
     assert "off if unset" not in (capture.help or "")
+
+
+def test_serve_model_with_a_version_is_read_the_old_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kfops serve --model v1` named the version before; with no model called v1 it still
+    serves version v1, with a notice. A real model name is taken as the model."""
+    from kfops.cli.serve import _old_model_flag
+    from kfops.registry import Registry
+
+    artifact = tmp_path / "model.joblib"
+    artifact.write_bytes(b"model")
+    Registry(tmp_path / "reg").register("m", {"model.joblib": artifact}, {})
+    old = build_parser().parse_args(["serve", "--registry", str(tmp_path / "reg"), "--model", "v1"])
+    _old_model_flag(old)
+    assert (old.model, old.version) == (None, "v1")
+    assert "use --version v1" in capsys.readouterr().err
+    new = build_parser().parse_args(["serve", "--registry", str(tmp_path / "reg"), "--model", "m"])
+    _old_model_flag(new)
+    assert (new.model, new.version) == ("m", "champion")
+    assert capsys.readouterr().err == ""
