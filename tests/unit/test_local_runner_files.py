@@ -63,3 +63,21 @@ def test_negative_retention_is_refused_before_anything(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--keep-runs"):
         run_training(_params(tmp_path), keep_runs=-1)
     assert not (tmp_path / "registry").exists()
+
+
+def test_json_error_is_one_document_on_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kfops run --json` that fails still prints exactly one JSON document on stdout; the
+    one-line error goes to stderr."""
+    import json
+
+    from kfops.cli import main
+
+    code = main(["run", "--json", "--estimator", "random_forrest",
+                 "--registry", str(tmp_path / "registry")])  # fmt: skip
+    assert code == 2
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["status"] == "failed" and "random_forest" in doc["error"]
+    assert err.strip().splitlines()[-1].startswith("error: ")
