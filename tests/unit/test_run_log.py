@@ -163,3 +163,20 @@ def test_other_threads_keep_their_output(
     assert "from the run" in text and "from the run" not in out
     assert "from another thread" in out and "from another thread" not in text
     assert "service warning" in err and "service warning" not in text
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_step_lines_on_a_terminal_show_the_running_step() -> None:
+    tty = _Tty()
+    lines = StepLines(tty)
+    lines(TaskEvent("train", "running"))
+    assert tty.getvalue() == "  train            running"
+    lines(TaskEvent("train", "ok", 2.0))
+    assert tty.getvalue().endswith("\r\x1b[K  train            ok       2.0s\n")
+    verbose = _Tty()
+    StepLines(verbose, live=False)(TaskEvent("train", "running"))
+    assert verbose.getvalue() == ""  # with --verbose the logs own the terminal

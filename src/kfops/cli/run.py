@@ -261,9 +261,9 @@ class StepLines:
     ends; elsewhere (a file, a CI log) only the final line is written.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, live: bool = True) -> None:
         self.stream = stream
-        self.live = stream.isatty()
+        self.live = live and stream.isatty()  # not with --verbose: logs would share the line
 
     def __call__(self, event: TaskEvent) -> None:
         if event.outcome == "running":
@@ -316,12 +316,13 @@ def _run(args: argparse.Namespace) -> int:
         file=human,
         flush=True,
     )
+    verbose = bool(getattr(args, "verbose", False))
     summary = run_training(
         params,
         runner=args.runner,
         image=settings.image,
-        on_event=StepLines(human),
-        echo=human if getattr(args, "verbose", False) else None,
+        on_event=StepLines(human, live=not verbose),
+        echo=human if verbose else None,
         keep_runs=settings.keep_runs,
     )
     if args.json:
