@@ -146,7 +146,7 @@ def side_command(side: str, data: str, target: str, task: str, registry: str) ->
     if side == "pipeline":
         return [
             sys.executable, "-m", "kfops", "run", "--data", data, "--target", target,
-            "--task", task, "--registry", registry, "--model-name", MODEL_NAME,
+            "--task", task, "--registry", registry, "--model", MODEL_NAME,
             "--estimator", ESTIMATOR, "--seed", str(SEED), "--test-size", str(TEST_SIZE),
             "--max-regression", str(MAX_REGRESSION),
             *(f"--threshold={k}={v}" for k, v in THRESHOLDS.items()),

@@ -34,5 +34,5 @@ elif [ "${RUN:-0}" = "1" ]; then
     "$KFOPS" submit "${common[@]}" --upload-version "$TAG" "$@"
 else
     echo "==> upload version $TAG"
-    "$KFOPS" upload "${common[@]}" --version "$TAG"
+    "$KFOPS" upload "${common[@]}" --pipeline-version "$TAG"
 fi

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfops.defaults import DEPLOY_NAMESPACE, IMAGE
+from kfops.defaults import DEPLOY_NAMESPACE, IMAGE, KEEP_RUNS
 from kfops.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -50,9 +50,14 @@ class Settings:
         default=None, metadata=_env("KFOPS_KFP_HOST", "KF_PIPELINES_ENDPOINT")
     )
     kfp_namespace: str | None = field(default=None, metadata=_env("KFOPS_KFP_NAMESPACE"))
+    # Payload capture of `kfops serve`, read by `kfops monitor`: <registry_root>/capture unless
+    # set (from_env derives it from the registry root it resolved; kfops.run_roots).
     capture_dir: Path = field(
-        default_factory=lambda: _default_home() / "capture", metadata=_env("KFOPS_CAPTURE_DIR")
+        default_factory=lambda: _default_home() / "registry" / "capture",
+        metadata=_env("KFOPS_CAPTURE_DIR"),
     )
+    # Local runs whose pipeline root and log are kept (kfops.run_roots.prune); 0 keeps all.
+    keep_runs: int = field(default=KEEP_RUNS, metadata=_env("KFOPS_KEEP_RUNS"))
     # Where a Kubeflow training run deploys a blessed model: "cluster" applies the
     # InferenceService in deploy_namespace, "local" only moves the champion alias.
     deploy_target: str = field(default="cluster", metadata=_env("KFOPS_DEPLOY_TARGET"))
@@ -99,6 +104,10 @@ class Settings:
                 if raw is not None and raw.strip() != "":
                     values[name] = _parse(hints[name], raw.strip(), var)
                     break
+        if "capture_dir" not in values and "registry_root" in values:
+            from kfops.run_roots import capture_root
+
+            values["capture_dir"] = capture_root(Path(values["registry_root"]))
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,9 @@
   an install that runs kfops elsewhere (kind: KFP standalone's ``kubeflow``) says so with
   ``KFOPS_DEPLOY_NAMESPACE`` or the pipeline parameter ``namespace``.
 
+- ``KEEP_RUNS``: how many local runs keep their pipeline root and executor log under the
+  registry root (kfops.run_roots; ``KFOPS_KEEP_RUNS``, ``kfops run --keep-runs``).
+
 Training-run defaults (task, estimator, seed, test size, maximum regression, tuning budget) are
 the field defaults of ``kfops.params.TrainingParams``; alias names are
 ``kfops.registry.CHAMPION`` and ``CHALLENGER``.
@@ -26,3 +29,4 @@ PUSHGATEWAY_JOB = "kfops-monitoring"
 # A retrain after monitoring (kfops monitor, the trigger's local launcher, the monitoring
 # pipeline) trains on the labelled window plus this share of the champion's training rows.
 RETRAIN_REFERENCE_SHARE = 1.0
+KEEP_RUNS = 10

@@ -15,16 +15,18 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from kfops import tracking
-from kfops.defaults import IMAGE
+from kfops import run_roots, tracking
+from kfops.defaults import IMAGE, KEEP_RUNS
 from kfops.errors import ConfigError, KfopsError
 from kfops.params import TrainingParams
 from kfops.registry import Registry
+from kfops.run_log import ExecutorLog, TaskEvent, capture, strip_ansi
+from kfops.run_roots import RunRoot
 
 if TYPE_CHECKING:
     from kfp.local import DockerRunner
@@ -58,6 +60,7 @@ class RunSummary:
     # The model had the champion's exact bytes: ``version`` is that champion, nothing new was
     # registered.
     unchanged: bool = False
+    log: str | None = None  # the executor's output of the run (kfops.run_roots.RunRoot.log)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,8 +81,9 @@ _MANGLED = "python3"
 
 
 def _stage_input(uri: str, staging_dir: Path, runner: str) -> str:
-    """Make a local data file reachable by the tasks: containers only see the pipeline root,
-    and subprocess tasks must not see 'python3' in a path. Other URIs pass unchanged."""
+    """Make a local data file reachable by the tasks: containers only see what is mounted
+    (the registry root), and subprocess tasks must not see 'python3' in a path. Other URIs
+    pass unchanged."""
     local = _local_data_file(uri)
     if local is None or not local.is_file():
         return uri  # extract reports a missing file or a bad URL with its usual message
@@ -103,8 +107,9 @@ def _check_arguments(arguments: dict[str, Any]) -> None:
             )
 
 
-def _docker_runner() -> DockerRunner:
+def _docker_runner(registry_root: Path) -> DockerRunner:
     import kfp.local
+    from docker.types import Mount
 
     try:
         import docker
@@ -116,9 +121,15 @@ def _docker_runner() -> DockerRunner:
             "start dockerd or use --runner subprocess"
         ) from None
     # Run as the invoking user so files in the bind-mounted pipeline root stay ours.
+    # kfp.local mounts only the pipeline root (kfp 2.17.3, kfp/local/docker_task_handler.py,
+    # get_volumes_to_mount), which is <registry>/runs/<id>/pipeline: the tasks also read and
+    # write the registry, so mount the registry root at its own path too. DockerRunner accepts
+    # "mounts" and refuses "volumes" (kfp/local/config.py, DockerRunner); Docker mounts the
+    # registry before the pipeline root inside it.
     return kfp.local.DockerRunner(
         user=f"{os.getuid()}:{os.getgid()}",
         environment={"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"},
+        mounts=[Mount(str(registry_root), str(registry_root), type="bind")],
     )
 
 
@@ -186,30 +197,73 @@ def preflight(params: TrainingParams) -> None:
             raise ConfigError(f"tune trials per round {params.tune_trials_per_round} must be >= 1")
 
 
+class RunFailed(KfopsError):
+    """A pipeline task failed: which one, its one-line error, and where the full log is."""
+
+    def __init__(self, step: str | None, message: str, run_id: str, log_path: Path) -> None:
+        super().__init__(f"{step} step: {message}" if step else message)
+        self.step = step
+        self.message = message
+        self.run_id = run_id
+        self.log_path = log_path
+
+
 def run_training(
     params: TrainingParams,
     runner: str = "subprocess",
     image: str = IMAGE,
     run_id: str | None = None,
+    on_event: Callable[[TaskEvent], None] | None = None,
+    echo: TextIO | None = None,
+    keep_runs: int = KEEP_RUNS,
 ) -> RunSummary:
     """Run the training pipeline locally and return what it decided.
 
-    User errors (bad data, bad config, a contract violation) raise KfopsError with the failing
-    step's message; the registry is then unchanged.
+    The executor's output goes to ``<registry>/runs/<run_id>/run.log`` (and to ``echo`` when
+    given); ``on_event`` hears each task start and end. Before the run, retention keeps the
+    pipeline roots and logs of the newest ``keep_runs`` runs (kfops.run_roots).
+
+    User errors (bad data, bad config, a contract violation) raise KfopsError; a failed task
+    raises RunFailed with the step, its message and the log path. The registry is then
+    unchanged.
     """
+    if runner not in RUNNERS:
+        raise ConfigError(f"unknown runner {runner!r}; use one of {', '.join(RUNNERS)}")
+    run_roots.check_keep(keep_runs)
+    preflight(params)
+    registry_root = Path(params.registry_root).resolve()
+    registry_root.mkdir(parents=True, exist_ok=True)
+    root = RunRoot(registry_root, tracking.check_run_id(run_id or tracking.new_run_id()))
+    log = ExecutorLog(root.log, on_event=on_event, echo=echo)
+    try:
+        with capture(log):
+            return _run(params, root, runner, image, keep_runs, log)
+    except RunFailed:
+        raise
+    except BaseException as exc:
+        # Stopped before kfp.local ran or by the user: the record says so, not "running".
+        if (root.path / "params.json").exists():
+            status = "canceled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            tracking.finish_run(registry_root, root.run_id, status, str(exc) or repr(exc))
+        raise
+    finally:
+        log.close()
+
+
+def _run(
+    params: TrainingParams,
+    root: RunRoot,
+    runner: str,
+    image: str,
+    keep_runs: int,
+    log: ExecutorLog,
+) -> RunSummary:
     import kfp.local
     from kfp import components
 
     from kfops.pipelines.compile import compile_pipeline
 
-    if runner not in RUNNERS:
-        raise ConfigError(f"unknown runner {runner!r}; use one of {', '.join(RUNNERS)}")
-    preflight(params)
-    registry_root = Path(params.registry_root).resolve()
-    registry_root.mkdir(parents=True, exist_ok=True)
-    # The pipeline root must contain the registry: DockerRunner mounts only the pipeline root.
-    pipeline_root = registry_root.parent
-    run_id = run_id or tracking.new_run_id()
+    registry_root, run_id = root.registry_root, root.run_id
     arguments = params.pipeline_arguments(run_id)
     tracking.record_step(
         registry_root,
@@ -228,14 +282,15 @@ def run_training(
             "estimator": params.estimator,
         },
     )
+    for path in run_roots.prune(registry_root, keep_runs):
+        log.write(f"retention (keep {keep_runs} runs): removed {path}\n")
 
     if runner == "docker":
-        local_runner = _docker_runner()
+        local_runner = _docker_runner(registry_root)
         _check_image_present(image)
     else:
         local_runner = kfp.local.SubprocessRunner(use_venv=False)
-    staging = pipeline_root / "inputs" / run_id
-    arguments["data_uri"] = _stage_input(params.data_uri, staging, runner)
+    arguments["data_uri"] = _stage_input(params.data_uri, root.staging, runner)
     if runner == "subprocess":
         _check_arguments(arguments)
 
@@ -248,26 +303,39 @@ def run_training(
     with (
         tempfile.TemporaryDirectory(prefix="kfops-spec-") as spec_dir,
         _quiet_kfp_tmpdirs(),
-        _removed_after(staging),
+        _removed_after(root.staging),
     ):
         spec = compile_pipeline("training", Path(spec_dir) / "training.yaml", image)
         pipeline = components.load_component_from_file(str(spec))
-        kfp.local.init(runner=local_runner, pipeline_root=str(pipeline_root))
+        root.pipeline_root.mkdir(parents=True, exist_ok=True)
+        kfp.local.init(runner=local_runner, pipeline_root=str(root.pipeline_root))
         try:
             pipeline(**arguments)
         except RuntimeError as exc:  # kfp.local: "Task ... finished with status FAILURE"
-            error = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # kfp colours its messages
+            error = strip_ansi(str(exc))  # kfp colours its messages
+            log.write(f"{error}\n")
+            log.fail_running()
     record = tracking.load_run(registry_root, run_id)
     if error is not None:
-        message = record.error or error
-        step = record.steps.get("failed", {}).get("step")
+        step = record.steps.get("failed", {}).get("step") or _failed_task(log, error)
+        message = record.error or (log.error_line(step) if step else None) or error
         tracking.finish_run(registry_root, run_id, "failed", message)
-        raise KfopsError(f"{step} step: {message}" if step else message)
+        raise RunFailed(step, message, run_id, root.log)
     tracking.finish_run(registry_root, run_id, "succeeded")
-    return summarize(registry_root, run_id, params.model_name)
+    return summarize(registry_root, run_id, params.model_name, log_path=root.log)
 
 
-def summarize(registry_root: Path, run_id: str, model_name: str) -> RunSummary:
+def _failed_task(log: ExecutorLog, error: str) -> str | None:
+    """The task kfp names in its failure message, else the last one that failed."""
+    inner = re.search(r"Inner task failed: '([^']+)'", error)
+    if inner:
+        return inner[1]
+    return log.failed[-1] if log.failed else None
+
+
+def summarize(
+    registry_root: Path, run_id: str, model_name: str, log_path: Path | None = None
+) -> RunSummary:
     record = tracking.load_run(registry_root, run_id)
     registry = Registry(registry_root)
     aliases = registry.aliases(model_name) if model_name in registry.models() else {}
@@ -290,6 +358,7 @@ def summarize(registry_root: Path, run_id: str, model_name: str) -> RunSummary:
         importance=_step_value(record, ("evaluate",), "importance"),
         dropped=list(record.steps.get("validate", {}).get("dropped") or []),
         unchanged=bool(record.steps.get("register", {}).get("unchanged")),
+        log=None if log_path is None else str(log_path),
     )
 
 

@@ -62,6 +62,11 @@ def _runs_dir(root: str | os.PathLike[str]) -> Path:
     return Path(root) / "runs"
 
 
+def check_run_id(run_id: object) -> str:
+    """``run_id`` if it is a valid run id (a safe directory name), else KfopsError."""
+    return _check_run_id(run_id)
+
+
 def _check_run_id(run_id: object) -> str:
     if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
         raise KfopsError(

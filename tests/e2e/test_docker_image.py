@@ -166,7 +166,7 @@ def test_image_serves_the_model_as_the_inferenceservice_runs_it(
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     try:
-        model = next(a.split("=", 1)[1] for a in container["args"] if "model-name" in a)
+        model = next(a.split("=", 1)[1] for a in container["args"] if "endpoint-name" in a)
         base = f"http://127.0.0.1:{port}/v1/models/{model}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -44,7 +44,7 @@ def registry_state(root: Path) -> dict[str, str]:
 def champion_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bad-input") / "registry"
     done = kfops(
-        root, "--data", str(default_data_path()), "--target", "species", "--model-name", "penguins"
+        root, "--data", str(default_data_path()), "--target", "species", "--model", "penguins"
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root
@@ -169,7 +169,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
             ),
             "--target",
             "species",
-            "--model-name",
+            "--model",
             "penguins",
         ],
         "island",
@@ -192,6 +192,12 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(
     assert last.startswith("error: "), f"{case}: last line {last!r}"
     assert expected in last, f"{case}: {last!r}"
     assert "Traceback" not in done.stderr
+    # The error is not buried: a few step lines at most, and the log file named when a task ran.
+    assert len((done.stdout + done.stderr).splitlines()) <= 15, done.stdout + done.stderr
+    logs = [line[len("log: ") :] for line in done.stderr.splitlines() if line.startswith("log: ")]
+    assert all(Path(log).is_file() for log in logs), logs
+    if "FAILED" in done.stdout:
+        assert logs and logs[0].startswith(str(champion_registry)), done.stderr
     assert registry_state(champion_registry) == before
 
 

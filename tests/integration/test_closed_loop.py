@@ -124,7 +124,7 @@ def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
         server = s.start(
             "server",
             [sys.executable, "-m", "kfops", "serve", "--registry", str(registry_root),
-             "--name", MODEL, "--port", str(port), "--capture", str(capture),
+             "--model", MODEL, "--port", str(port), "--capture", str(capture),
              "--poll-interval", "0.5"],
             f"http://127.0.0.1:{port}", "/v1/models/" + MODEL, timeout=120,
         )  # fmt: skip

@@ -54,7 +54,7 @@ def test_every_panel_has_data(tmp_path: Path) -> None:
         server = s.start(
             "server",
             [sys.executable, "-m", "kfops", "serve", "--registry", str(registry),
-             "--name", MODEL, "--port", str(port), "--capture", str(capture)],
+             "--model", MODEL, "--port", str(port), "--capture", str(capture)],
             f"http://127.0.0.1:{port}", f"/v1/models/{MODEL}", timeout=120,
         )  # fmt: skip
         trigger = s.trigger(

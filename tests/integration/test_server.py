@@ -638,7 +638,7 @@ def test_tampered_unknown_alias_and_missing_contract(tmp_path: Path) -> None:
     registry = make_registry(root)
     port = str(free_port())
     out = run_server(
-        tmp_path, "--registry", str(root), "--model", MODEL, "--ref", "nope", "--port", port
+        tmp_path, "--registry", str(root), "--model", MODEL, "--version", "nope", "--port", port
     )
     assert out.returncode == 2 and "unknown version or alias 'nope'" in out.stderr
     mv = register_version(root, without=("contract.json",))

@@ -18,7 +18,8 @@ def test_defaults_are_resolved_at_call_time(
     monkeypatch.chdir(tmp_path)
     s = Settings.from_env({})
     assert s.registry_root == tmp_path.resolve() / ".kfops" / "registry"
-    assert s.capture_dir == tmp_path.resolve() / ".kfops" / "capture"
+    assert s.capture_dir == tmp_path.resolve() / ".kfops" / "registry" / "capture"
+    assert s.keep_runs == 10
     assert s.model_name is None and s.kfp_host is None and s.kfp_namespace is None
     assert s.image == "kfops:0.1.0"
     other = tmp_path / "elsewhere"
@@ -48,6 +49,26 @@ def test_env_over_defaults_and_relative_paths_become_absolute(
         "http://localhost:8888",
         "kubeflow",
     )
+
+
+def test_capture_follows_the_registry_unless_set(tmp_path: Path) -> None:
+    """`kfops serve` writes and `kfops monitor` reads <registry>/capture by default."""
+    by_flag = Settings.from_env({}, registry_root=tmp_path / "reg")
+    assert by_flag.capture_dir == tmp_path / "reg" / "capture"
+    by_env = Settings.from_env({"KFOPS_REGISTRY_ROOT": str(tmp_path / "r2")})
+    assert by_env.capture_dir == tmp_path / "r2" / "capture"
+    explicit = Settings.from_env(
+        {"KFOPS_CAPTURE_DIR": str(tmp_path / "cap")}, registry_root=tmp_path / "reg"
+    )
+    assert explicit.capture_dir == tmp_path / "cap"
+    assert Settings.from_env({}, capture_dir=tmp_path / "c").capture_dir == tmp_path / "c"
+
+
+def test_keep_runs_from_env_or_flag() -> None:
+    assert Settings.from_env({"KFOPS_KEEP_RUNS": "3"}).keep_runs == 3
+    assert Settings.from_env({"KFOPS_KEEP_RUNS": "3"}, keep_runs=0).keep_runs == 0
+    with pytest.raises(ConfigError, match="KFOPS_KEEP_RUNS"):
+        Settings.from_env({"KFOPS_KEEP_RUNS": "many"})
 
 
 def test_kfp_host_falls_back_to_kf_pipelines_endpoint() -> None:

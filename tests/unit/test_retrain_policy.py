@@ -87,6 +87,6 @@ def test_kfops_run_refuses_a_bad_name_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "registry"
-    assert main(["run", "--model-name", "../evil", "--registry", str(root)]) == 2
+    assert main(["run", "--model", "../evil", "--registry", str(root)]) == 2
     assert "model name '../evil' is invalid" in capsys.readouterr().err
     assert not root.exists()  # nothing ran, nothing was created

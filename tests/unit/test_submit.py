@@ -480,7 +480,17 @@ def test_cli_bad_package(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     bad = tmp_path / "x.yaml"
     bad.write_text("a: 1\n")
     assert (
-        main(["upload", "--host", "http://127.0.0.1:9", "--package", str(bad), "--version", "v"])
+        main(
+            [
+                "upload",
+                "--host",
+                "http://127.0.0.1:9",
+                "--package",
+                str(bad),
+                "--pipeline-version",
+                "v",
+            ]
+        )
         == 2
     )
     assert "holds no KFP pipeline spec" in capsys.readouterr().err

@@ -21,7 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Continuous training and monitoring for tabular scikit-learn models.",
     )
     parser.add_argument("--version", action="version", version=f"kfops {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging (with run: also stream the executor's logs)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"kfops.cli.{name}").register(sub)

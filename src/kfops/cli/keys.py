@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
         description="Sign a version registered before signing was set up. It vouches for the "
         "files on disk NOW: run it only on versions you trust (KFOPS_MODEL_SIGNING_KEY).",
     )
-    sign.add_argument("model")
+    sign.add_argument("model", help="model name in the registry")
     sign.add_argument("version", help="version (v3) or alias (champion)")
     sign.add_argument("--registry", help="registry root (env KFOPS_REGISTRY_ROOT)")
     sign.set_defaults(func=cmd_sign)

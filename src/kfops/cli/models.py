@@ -20,7 +20,9 @@ def register(sub: Any) -> None:
     runs = sub.add_parser("runs", help="local run history, parameters and metrics side by side")
     runs.add_argument("run_id", nargs="?", help="show one run in full")
     runs.add_argument("--registry", help="registry root (env KFOPS_REGISTRY_ROOT)")
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument(
+        "--limit", type=int, default=20, help="newest runs to list (default %(default)s)"
+    )
     runs.set_defaults(func=cmd_runs)
 
 

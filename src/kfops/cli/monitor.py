@@ -42,7 +42,10 @@ def register(sub: Any) -> None:
     p._negative_number_matcher = RELATIVE_TIME_ARG
     p.add_argument("--model", help="model name (KFOPS_MODEL_NAME)")
     p.add_argument("--registry", help="registry root (KFOPS_REGISTRY_ROOT)")
-    p.add_argument("--capture-dir", help="payload capture root (KFOPS_CAPTURE_DIR)")
+    p.add_argument(
+        "--capture-dir",
+        help="payload capture root (KFOPS_CAPTURE_DIR, default <registry>/capture)",
+    )
     p.add_argument("--labels-dir", help="late labels (*.jsonl / *.csv with id,label)")
     p.add_argument("--version", help="version or alias to compare with (default: champion)")
     p.add_argument(
@@ -54,10 +57,19 @@ def register(sub: Any) -> None:
     p.add_argument("--policy", help="monitoring policy YAML (MonitoringPolicy fields)")
     p.add_argument("--pushgateway", help="Pushgateway URL, e.g. http://pushgateway:9091")
     p.add_argument("--job", default=PUSHGATEWAY_JOB, help="Pushgateway job label")
-    p.add_argument("--report-dir", help="where to write report.html/.md/result.json")
+    p.add_argument(
+        "--report-dir",
+        help="where to write report.html/.md/result.json (default "
+        "<registry>/reports/<model>/<time>)",
+    )
     p.add_argument("--data-uri", help="retrain on this data instead of the labelled window")
     p.add_argument("--no-retrain", action="store_true", help="report only, never retrain")
-    p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
+    p.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="where a retraining run's tasks run (as `kfops run --runner`; default subprocess)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -65,6 +77,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from kfops.errors import ConfigError
     from kfops.monitoring import MonitoringPolicy, parse_time
+    from kfops.run_roots import reports_root
     from kfops.steps import monitor, retrain
 
     settings = Settings.from_env(
@@ -77,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     policy = MonitoringPolicy.load(args.policy) if args.policy else MonitoringPolicy()
     # The report directory is named after the moment the window is checked.
     report_dir = Path(args.report_dir) if args.report_dir else (
-        settings.registry_root.parent / "monitoring" / settings.model_name
+        reports_root(settings.registry_root) / settings.model_name
         / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     )  # fmt: skip
     reports = monitor.ReportPaths.in_dir(report_dir)

@@ -5,16 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
+from kfops.cli import _flags
 from kfops.config import Settings
 from kfops.contract_model import TASKS
+from kfops.defaults import KEEP_RUNS
 from kfops.errors import ConfigError
 from kfops.params import DEFAULTS, TrainingParams, default_estimator, default_thresholds
 
+# kfops.local_runner.RUNNERS, spelled here so `kfops --help` does not import kfp.
+RUNNERS = ("subprocess", "docker")
+
 if TYPE_CHECKING:
     from kfops.local_runner import RunSummary
+    from kfops.run_log import TaskEvent
+
+
+# `kfops run` exit codes (README "Exit codes"): 0 done (blessed or not), 2 an error a user can
+# fix (kfops.cli.main), 3 the challenger was not blessed and --fail-if-not-blessed was given.
+EXIT_NOT_BLESSED = 3
 
 
 def register(sub: Any) -> None:
@@ -22,17 +34,23 @@ def register(sub: Any) -> None:
         "run",
         help="run the training pipeline locally (kfp.local)",
         description="Extract, validate, prepare, train, evaluate, bless, register and deploy "
-        "a model with kfp.local. Without --data, trains on the bundled Palmer Penguins data.",
+        "a model with kfp.local. Without --data, trains on the bundled Palmer Penguins data. "
+        "Prints one line per step, then the metrics, the blessing decision, the version and "
+        "aliases; the executor's logs go to <registry>/runs/<run id>/run.log. Exit codes: 0 "
+        "done, 2 error, 3 not blessed with --fail-if-not-blessed.",
     )
     run.add_argument("--data", help="CSV or Parquet: path, file://, http(s):// or fsspec URI")
     run.add_argument("--target", help="target column (default for the bundled data: species)")
     run.add_argument(
         "--task",
         choices=TASKS,
-        help="what to predict (default: inferred from the target column, reason printed)",
+        help="what to predict: a class or a number (default: inferred from the target "
+        "column, reason printed)",
     )
-    run.add_argument("--model-name", help="registry model name (default: from the data file)")
-    run.add_argument("--registry", help="registry root (env KFOPS_REGISTRY_ROOT)")
+    _flags.add_model(
+        run, help="model name in the registry (default: from the data file)", old=["--model-name"]
+    )
+    _flags.add_registry(run)
     run.add_argument("--estimator", default=None, help=_estimator_help())
     run.add_argument("--params", default="{}", help='estimator parameters as JSON, e.g. {"C": 2}')
     run.add_argument(
@@ -42,9 +60,25 @@ def register(sub: Any) -> None:
         metavar="METRIC=VALUE",
         help="blessing threshold (min for scores, max for errors); repeatable",
     )
-    run.add_argument("--max-regression", type=float, default=DEFAULTS.max_regression)
-    run.add_argument("--test-size", type=float, default=DEFAULTS.test_size)
-    run.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    run.add_argument(
+        "--max-regression",
+        type=float,
+        default=DEFAULTS.max_regression,
+        help="largest worsening of the primary metric vs the champion that still blesses "
+        "(default %(default)s)",
+    )
+    run.add_argument(
+        "--test-size",
+        type=float,
+        default=DEFAULTS.test_size,
+        help="share of rows held out for evaluation, 0..1 (default %(default)s)",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULTS.seed,
+        help="random seed for the split, the estimator and tuning (default %(default)s)",
+    )
     run.add_argument("--drop-columns", default="", help="comma-separated columns to ignore")
     tune = run.add_argument_group("hyperparameter tuning (Optuna, trials as parallel tasks)")
     tune.add_argument("--tune", action="store_true", help="tune before training")
@@ -67,9 +101,42 @@ def register(sub: Any) -> None:
         help="seconds budget (0: none)",
     )
     tune.add_argument("--search-space", help="YAML/JSON file overriding the default space")
-    run.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
+    run.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="subprocess",
+        help="where the tasks run: subprocess (this Python) or docker (the project image); "
+        "default %(default)s",
+    )
     run.add_argument("--image", help="image for --runner docker (env KFOPS_IMAGE)")
-    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    out = run.add_argument_group("output")
+    out.add_argument(
+        "--json",
+        action="store_true",
+        help="print exactly one JSON document (the summary, or the error) on stdout; "
+        "step lines go to stderr",
+    )
+    out.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also stream the executor's logs (they always go to the run's log file)",
+    )
+    out.add_argument(
+        "--fail-if-not-blessed",
+        action="store_true",
+        help=f"exit {EXIT_NOT_BLESSED} when the model is not blessed (a CI gate)",
+    )
+    out.add_argument(
+        "--keep-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep the pipeline roots and logs of the newest N runs under <registry>/runs, "
+        f"removing older ones at the start of the run; 0 keeps all (env KFOPS_KEEP_RUNS, "
+        f"default {KEEP_RUNS}); never touches registered versions",
+    )
     run.set_defaults(func=cmd_run)
 
     comp = sub.add_parser("compile", help="compile every pipeline to KFP IR YAML")
@@ -182,6 +249,9 @@ def _read_text(path: str) -> str:
 
 
 def format_summary(summary: RunSummary) -> str:
+    metrics = ", ".join(
+        f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items()) if isinstance(v, int | float)
+    )
     lines = [
         "",
         f"run           {summary.run_id} ({summary.status})",
@@ -193,7 +263,7 @@ def format_summary(summary: RunSummary) -> str:
             "not features  " + "; ".join(f"{d['name']} ({d['reason']})" for d in summary.dropped)
         )
     lines += [
-        "metrics       " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items())),
+        f"metrics       {metrics or 'none'}",
         f"blessed       {'yes' if summary.blessed else 'no'}",
     ]
     lines += [f"  - {reason}" for reason in summary.reasons]
@@ -216,27 +286,89 @@ def format_summary(summary: RunSummary) -> str:
         from kfops.explain.importance import Importance
 
         lines.append(f"importance    {Importance.from_dict(summary.importance).summary()}")
+    if summary.log:
+        lines.append(f"log           {summary.log}")
     return "\n".join(lines)
 
 
+class StepLines:
+    """One line per pipeline task as the run goes: ``  train          ok      4.1s``.
+
+    On a terminal a task shows as ``running`` while it runs and the line is rewritten when it
+    ends; elsewhere (a file, a CI log) only the final line is written.
+    """
+
+    def __init__(self, stream: TextIO, live: bool = True) -> None:
+        self.stream = stream
+        self.live = live and stream.isatty()  # not with --verbose: logs would share the line
+
+    def __call__(self, event: TaskEvent) -> None:
+        if event.outcome == "running":
+            if self.live:
+                self.stream.write(f"  {event.task:<16} running")
+                self.stream.flush()
+            return
+        outcome = "ok" if event.outcome == "ok" else "FAILED"
+        line = f"  {event.task:<16} {outcome:<6} {event.seconds:5.1f}s"
+        self.stream.write(("\r\x1b[K" if self.live else "") + line + "\n")
+        self.stream.flush()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    """`kfops run`. With --json, stdout carries exactly one JSON document: the summary, or
+    ``{"status": "failed", "error": ...}`` (plus the step, run id and log when a task failed)."""
+    from kfops.errors import KfopsError
+    from kfops.local_runner import RunFailed
+
+    try:
+        return _run(args)
+    except KfopsError as exc:
+        failure: dict[str, Any] = {"status": "failed", "error": str(exc)}
+        if isinstance(exc, RunFailed):
+            print(f"log: {exc.log_path}", file=sys.stderr)
+            failure.update(
+                run_id=exc.run_id, step=exc.step, error=exc.message, log=str(exc.log_path)
+            )
+        if args.json:
+            print(json.dumps(failure, indent=2, sort_keys=True))
+        raise  # kfops.cli.main prints the one-line error last on stderr and exits 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from kfops.local_runner import preflight, run_training
 
     settings = Settings.from_env(
-        registry_root=args.registry, model_name=args.model_name, image=args.image
+        registry_root=args.registry,
+        model_name=args.model,
+        image=args.image,
+        keep_runs=args.keep_runs,
     )
     params = training_params(args, settings)
-    preflight(params)  # a bad --model-name or threshold fails now, not after training
+    preflight(params)  # a bad --model or threshold fails now, not after training
+    # With --json, stdout carries the one JSON document and nothing else.
+    human = sys.stderr if args.json else sys.stdout
     print(
         f"kfops: training {params.model_name!r} on {params.data_uri} "
         f"(target {params.target!r}, {params.task}, {params.estimator}, runner {args.runner})",
+        file=human,
         flush=True,
     )
-    summary = run_training(params, runner=args.runner, image=settings.image)
+    verbose = bool(getattr(args, "verbose", False))
+    summary = run_training(
+        params,
+        runner=args.runner,
+        image=settings.image,
+        on_event=StepLines(human, live=not verbose),
+        echo=human if verbose else None,
+        keep_runs=settings.keep_runs,
+    )
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, sort_keys=True, default=str))
     else:
         print(format_summary(summary))
+    if args.fail_if_not_blessed and not summary.blessed:
+        print(f"not blessed: exit {EXIT_NOT_BLESSED} (--fail-if-not-blessed)", file=sys.stderr)
+        return EXIT_NOT_BLESSED
     return 0
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kfops.cli import _flags
 from kfops.config import Settings
-from kfops.registry import CHAMPION
+from kfops.registry import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
     from kfops.deploy import DeployConfig
@@ -25,55 +27,58 @@ def register(sub: Any) -> None:
         description="Serve a model version with the kfops KServe predictor. With an alias "
         "(default: champion) the server switches to the new version when the alias moves.",
     )
-    serve.add_argument(
-        "--model",
-        dest="ref",
-        default=CHAMPION,
-        help="alias or version to serve (default: champion)",
+    _flags.add_model(
+        serve,
+        help="model name in the registry (default: KFOPS_MODEL_NAME or the only model in the "
+        "registry)",
+        old=["--name"],
     )
-    serve.add_argument(
-        "--registry",
-        default=None,
-        help="registry root (default: KFOPS_REGISTRY_ROOT or ./.kfops/registry)",
+    _flags.add_version(
+        serve,
+        help=f"version or alias to serve (default: {CHAMPION}, followed as it moves)",
     )
-    serve.add_argument(
-        "--name",
-        dest="registry_model",
-        default=None,
-        help="model name in the registry (default: KFOPS_MODEL_NAME or the "
-        "only model in the registry)",
-    )
+    _flags.add_registry(serve)
     serve.add_argument(
         "--model-dir", default=None, help="serve this version directory instead of the registry"
     )
-    add_serving_arguments(serve)
+    add_serving_arguments(
+        serve, capture_default="default: KFOPS_CAPTURE_DIR, else <registry>/capture"
+    )
     serve.add_argument(
         "--no-capture",
         action="store_true",
-        help="no payload capture (default: capture to KFOPS_CAPTURE_DIR, read by monitoring)",
+        help="no payload capture (by default `kfops serve` captures where `kfops monitor` "
+        "reads: KFOPS_CAPTURE_DIR, else <registry>/capture)",
     )
     serve.set_defaults(func=_serve)
 
     deploy = sub.add_parser("deploy", help="promote, roll back or deploy model versions")
     dsub = deploy.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--registry", default=None, help="registry root")
-    common.add_argument("--name", dest="registry_model", default=None, help="model name")
+    _flags.add_registry(common)
+    _flags.add_model(common, old=["--name"])
     cluster = argparse.ArgumentParser(add_help=False)
     cluster.add_argument(
         "--namespace", default=None, help="namespace (default: KFOPS_DEPLOY_NAMESPACE or kfops)"
     )
     cluster.add_argument("--image", default=None, help="predictor image (default: KFOPS_IMAGE)")
-    cluster.add_argument("--mode", default="Standard", help="Standard or Knative")
+    cluster.add_argument(
+        "--mode", default="Standard", help="KServe deployment mode: Standard or Knative"
+    )
     cluster.add_argument(
         "--storage-root",
         default="pvc://kfops-registry",
         help="where the registry is on the cluster (pvc://, s3://, gs://)",
     )
-    cluster.add_argument("--timeout", type=float, default=300.0)
+    cluster.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the rollout (default %(default)s)",
+    )
 
     p = dsub.add_parser("promote", parents=[common], help="point champion at a version (local)")
-    p.add_argument("version")
+    p.add_argument("version", help=f"{_flags.VERSION_HELP} to make the champion")
     p.set_defaults(func=_promote)
     p = dsub.add_parser(
         "rollback",
@@ -85,15 +90,22 @@ def register(sub: Any) -> None:
     p = dsub.add_parser(
         "render", parents=[common, cluster], help="print the InferenceService for a version as JSON"
     )
-    p.add_argument("version", nargs="?", default=CHAMPION)
+    p.add_argument(
+        "version", nargs="?", default=CHAMPION, help=f"{_flags.VERSION_HELP} (default champion)"
+    )
     p.set_defaults(func=_render)
     p = dsub.add_parser(
         "apply",
         parents=[common, cluster],
         help="apply a version to the cluster (canary with --canary-percent)",
     )
-    p.add_argument("version")
-    p.add_argument("--canary-percent", type=int, default=0)
+    p.add_argument("version", help=f"{_flags.VERSION_HELP} to apply")
+    p.add_argument(
+        "--canary-percent",
+        type=int,
+        default=0,
+        help="share of traffic for the new version as a canary (0: replace the current one)",
+    )
     p.set_defaults(func=_apply)
     p = dsub.add_parser(
         "promote-canary", parents=[common, cluster], help="send all traffic to the canary"
@@ -106,7 +118,7 @@ def _settings(args: argparse.Namespace) -> tuple[Path, str]:
     from kfops.registry import Registry
 
     settings = Settings.from_env(registry_root=args.registry)
-    model = args.registry_model or settings.model_name
+    model = args.model or settings.model_name
     if model is None:
         models = Registry(settings.registry_root).models()
         if not models:
@@ -116,7 +128,7 @@ def _settings(args: argparse.Namespace) -> tuple[Path, str]:
         if len(models) > 1:
             raise ConfigError(
                 f"registry {settings.registry_root} has models {', '.join(models)}: "
-                "pick one with --name"
+                "pick one with --model"
             )
         model = models[0]
     return settings.registry_root, model
@@ -134,9 +146,26 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.model_dir:
         source = ModelSource(model_dir=Path(args.model_dir))
-        return serve(args, source, args.registry_model or "model")
+        return serve(args, source, args.model or "model")
+    _old_model_flag(args)
     root, model = _settings(args)
-    return serve(args, ModelSource(registry_root=root, model=model, ref=args.ref), model)
+    return serve(args, ModelSource(registry_root=root, model=model, ref=args.version), model)
+
+
+def _old_model_flag(args: argparse.Namespace) -> None:
+    """`kfops serve --model v3` used to name the version: when --model names no model in the
+    registry but looks like a version or alias, serve it as one (with a notice)."""
+    from kfops.registry import Registry
+
+    if args.model is None or args.version != CHAMPION:
+        return
+    if not re.fullmatch(rf"v\d+|{CHAMPION}|{CHALLENGER}", args.model):
+        return
+    root = Settings.from_env(registry_root=args.registry).registry_root
+    if args.model in Registry(root).models():
+        return
+    _flags.notice(f"--model {args.model} now names a model; use --version {args.model}")
+    args.version, args.model = args.model, None
 
 
 def _cfg(args: argparse.Namespace, model: str) -> DeployConfig:

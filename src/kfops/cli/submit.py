@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kfops import submit as kfp_submit
+from kfops.cli import _flags
 from kfops.config import Settings
 
 PIPELINES = ("training", "monitoring")
@@ -60,13 +61,25 @@ def register(sub: Any) -> None:
         description="Compile a pipeline and upload it as a new version of a named pipeline.",
     )
     _common(u, params=False)
-    u.add_argument("--version", required=True, dest="version_name", help="version name")
+    u.add_argument(
+        "--pipeline-version",
+        dest="version_name",
+        metavar="NAME",
+        help="pipeline version name to create (required), e.g. a git tag",
+    )
+    _flags.deprecated(u, "--version", "--pipeline-version", "version_name")
     u.add_argument("--description", help="version description")
     u.set_defaults(func=_cmd_upload)
 
 
 def _common(p: argparse.ArgumentParser, params: bool = True) -> None:
-    p.add_argument("pipeline", nargs="?", default="training", choices=PIPELINES)
+    p.add_argument(
+        "pipeline",
+        nargs="?",
+        default="training",
+        choices=PIPELINES,
+        help="which pipeline (default training)",
+    )
     p.add_argument("--host", help="KFP endpoint (env KFOPS_KFP_HOST or KF_PIPELINES_ENDPOINT)")
     p.add_argument("--namespace", help="profile namespace, multi-user KFP (KFOPS_KFP_NAMESPACE)")
     p.add_argument(
@@ -199,6 +212,10 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _cmd_upload(args: argparse.Namespace) -> int:
+    if not args.version_name:
+        from kfops.errors import ConfigError
+
+        raise ConfigError("upload needs --pipeline-version NAME (the version to create)")
     target = _target(args)
     package = _package(args)
     _upload(args, target, package, args.version_name)

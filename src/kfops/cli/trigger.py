@@ -87,7 +87,12 @@ def register(sub: Any) -> None:
         help="share of the champion's training rows added to the labelled window of a local "
         "retrain (0..1, default %(default)s; 0: the window alone)",
     )
-    p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
+    p.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="where local runs' tasks run (as `kfops run --runner`; default subprocess)",
+    )
     p.add_argument("--kfp-host", help="Kubeflow Pipelines host (KFOPS_KFP_HOST)")
     p.add_argument("--kfp-namespace", help="Kubeflow namespace (KFOPS_KFP_NAMESPACE)")
     p.add_argument("--token-file", help="KFP service-account token file (KFOPS_KFP_TOKEN_FILE)")

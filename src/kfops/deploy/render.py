@@ -47,7 +47,7 @@ def render_predictor(
     cfg: DeployConfig, model: str, version: str, sha256: str | None = None
 ) -> dict[str, Any]:
     """The ``predictor`` of an InferenceService running the kfops image on one version."""
-    args = ["--model-dir", "/mnt/models", "--model-name", cfg.name, "--port", str(PORT)]
+    args = ["--model-dir", "/mnt/models", "--endpoint-name", cfg.name, "--port", str(PORT)]
     if cfg.workers > 1:
         args += ["--workers", str(cfg.workers)]
     if cfg.capture_uri:

@@ -73,8 +73,11 @@ def check_port(port: int, host: str = "0.0.0.0") -> None:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by ``kfops serve`` and ``python -m kfops.serving``."""
+def add_serving_arguments(
+    parser: argparse.ArgumentParser, capture_default: str = "off if unset"
+) -> None:
+    """Flags shared by ``kfops serve`` and ``python -m kfops.serving`` (``capture_default``
+    says in ``--help`` where each captures without ``--capture``)."""
     parser.add_argument(
         "--port",
         "--http-port",
@@ -123,12 +126,16 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         "port could take the model offline)",
     )
     parser.add_argument(
-        "--model-name",
-        "--model_name",
+        "--endpoint-name",
+        "--model_name",  # kserve's own spelling
         dest="model_name",
         default=None,
-        help="name on the endpoint path (default: the registry model name)",
+        metavar="NAME",
+        help="name on the endpoint path, /v1/models/NAME:predict (default: the model name)",
     )
+    from kfops.cli._flags import deprecated
+
+    deprecated(parser, "--model-name", "--endpoint-name", "model_name")
     parser.add_argument(
         "--workers",
         type=int,
@@ -145,7 +152,7 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         "--capture",
         dest="capture_uri",
         default=None,
-        help="payload capture sink: a directory or an fsspec URI (off if unset)",
+        help=f"payload capture sink: a directory or an fsspec URI ({capture_default})",
     )
     parser.add_argument(
         "--capture-sample-rate",
@@ -308,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--registry", default=None, help="registry root (instead of --model-dir)")
     parser.add_argument("--model", default=None, help="model name in the registry")
-    parser.add_argument("--ref", default=CHAMPION, help="alias or version (default champion)")
+    parser.add_argument(
+        "--version", default=CHAMPION, help="version or alias to serve (default champion)"
+    )
+    from kfops.cli._flags import deprecated
+
+    deprecated(parser, "--ref", "--version", "version")
     add_serving_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -318,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.registry:
             if not args.model:
                 raise ConfigError("--registry needs --model (the model name)")
-            source = ModelSource(registry_root=Path(args.registry), model=args.model, ref=args.ref)
+            source = ModelSource(
+                registry_root=Path(args.registry), model=args.model, ref=args.version
+            )
             default = args.model
         else:
             source = ModelSource(model_dir=Path(args.model_dir or "/mnt/models"))
