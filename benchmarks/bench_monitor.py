@@ -340,7 +340,7 @@ def scale_model(args: argparse.Namespace) -> Path:
         return registry
     print(f"training {SCALE_MODEL} on {args.scale_data} with `kfops run` (once)...", flush=True)
     cmd = [str(REPO / ".venv" / "bin" / "kfops"), "run", "--data", str(args.scale_data),
-           "--target", SCALE_TARGET, "--drop-columns", SCALE_DROP, "--model-name", SCALE_MODEL,
+           "--target", SCALE_TARGET, "--drop-columns", SCALE_DROP, "--model", SCALE_MODEL,
            "--registry", str(registry), "--threshold", "f1_macro=0"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
