@@ -47,7 +47,8 @@ def _queries() -> list[dict[str, Any]]:
     def quantile(q: str) -> str:
         return (
             f"histogram_quantile({q}, sum by (model, le) "
-            f"(rate(kfops_request_duration_seconds_bucket{{{SEL}}}[{RATE}])))"
+            f"(rate(kfops_request_duration_seconds_bucket{{{SEL}, endpoint!='explain'}}"
+            f"[{RATE}])))"
         )
 
     records = f"sum by (model) (rate(kfops_capture_records_total{{{SEL}}}[{RATE}]))"

@@ -17,10 +17,14 @@ import pytest
 from kfops.contract import infer_contract
 from kfops.datasets import default_data_path
 from kfops.drift import build_reference_profile
+from kfops.explain.contributions import EXPLAINER_FILE, write_explainer_file
 from kfops.registry import ModelVersion, Registry
 from kfops.training import save_model, train
 
 MODEL = "penguins"
+# The regression twin of the penguins fixture: body mass from the other columns.
+REGRESSION_TARGET = "body_mass_g"
+FILES = ("model.joblib", "contract.json", "reference_profile.json", EXPLAINER_FILE)
 
 
 @functools.cache
@@ -29,27 +33,32 @@ def penguins() -> pd.DataFrame:
 
 
 @functools.cache
-def _artifacts(cache_dir: str, estimator: str | None) -> dict[str, Path]:
+def _artifacts(cache_dir: str, estimator: str | None, task: str) -> dict[str, Path]:
     df = penguins()
-    contract = infer_contract(df, "species", "classification")
+    if task == "regression":
+        df = df.drop(columns=["species"])
+        contract = infer_contract(df, REGRESSION_TARGET, "regression")
+    else:
+        contract = infer_contract(df, "species", "classification")
     model = train(df, contract, estimator=estimator)
-    out = Path(cache_dir) / (estimator or "default")
+    out = Path(cache_dir) / f"{task}-{estimator or 'default'}"
     out.mkdir(parents=True, exist_ok=True)
     save_model(model, out / "model.joblib")
     contract.save(out / "contract.json")
     build_reference_profile(df, contract).save(out / "reference_profile.json")
-    return {n: out / n for n in ("model.joblib", "contract.json", "reference_profile.json")}
+    write_explainer_file(out / EXPLAINER_FILE, model, df)
+    return {n: out / n for n in FILES}
 
 
 _CACHE: dict[str, str] = {}
 
 
-def artifacts(estimator: str | None = None) -> dict[str, Path]:
+def artifacts(estimator: str | None = None, task: str = "classification") -> dict[str, Path]:
     if "dir" not in _CACHE:
         import tempfile
 
         _CACHE["dir"] = tempfile.mkdtemp(prefix="kfops-test-artifacts-")
-    return _artifacts(_CACHE["dir"], estimator)
+    return _artifacts(_CACHE["dir"], estimator, task)
 
 
 def register_version(
@@ -58,9 +67,11 @@ def register_version(
     estimator: str | None = None,
     aliases: tuple[str, ...] = (),
     without: tuple[str, ...] = (),
+    task: str = "classification",
+    model: str = MODEL,
 ) -> ModelVersion:
-    files = {n: p for n, p in artifacts(estimator).items() if n not in without}
-    return Registry(root).register(MODEL, files, {"test": True}, aliases=aliases)
+    files = {n: p for n, p in artifacts(estimator, task).items() if n not in without}
+    return Registry(root).register(model, files, {"test": True}, aliases=aliases)
 
 
 def make_registry(root: Path) -> Registry:
