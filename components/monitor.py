@@ -33,6 +33,9 @@ def monitor(
         ("task", str),
         ("estimator", str),
         ("params_json", str),
+        ("thresholds_json", str),
+        ("max_regression", float),
+        ("data_mix_json", str),
         ("run_id", str),
     ],
 ):
@@ -71,14 +74,20 @@ def monitor(
     metrics.log_metric("retrain", 1 if window.retrain else 0)
     for feature, psi in window.drift_scores.items():
         metrics.log_metric(f"psi_{feature}", psi)
+    if window.null_shares is not None:
+        for f in window.null_shares.features:
+            metrics.log_metric(f"null_share_{f.feature}", f.window_share)
     if window.quality is not None:
         for name, value in window.quality.metrics.items():
             metrics.log_metric(f"window_{name}", value)
     print(window.summary())
     print(plan.reason)
     # The retraining plan, as the pipeline's If and training step consume it.
-    fields = ["retrain", "data_uri", "target", "task", "estimator", "params_json", "run_id"]
-    params_json = json.dumps(plan.params, sort_keys=True)
+    # Its bar is the champion's (steps/retrain.champion_thresholds), as for every retrain.
+    fields = ["retrain", "data_uri", "target", "task", "estimator", "params_json",
+              "thresholds_json", "max_regression", "data_mix_json", "run_id"]  # fmt: skip
     return namedtuple("Plan", fields)(
-        plan.retrain, plan.data_uri, plan.target, plan.task, plan.estimator, params_json, run_id
-    )
+        plan.retrain, plan.data_uri, plan.target, plan.task, plan.estimator,
+        json.dumps(plan.params, sort_keys=True), json.dumps(plan.thresholds, sort_keys=True),
+        float(plan.max_regression), json.dumps(plan.data_mix, sort_keys=True), run_id,
+    )  # fmt: skip

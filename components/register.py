@@ -32,6 +32,7 @@ def register(
     run_id: str,
     job_id: str,
     model_card: Output[Markdown],
+    data_mix_json: str = "{}",
 ) -> str:
     from pathlib import Path
 
@@ -56,6 +57,10 @@ def register(
             "kfp_job_id": job_id,
             "tuning": _decode.json_object(tuning_json, "tuning summary"),
         }
+        # A retrain's data: the labelled window plus reference rows (steps/retrain.DataMix).
+        data_mix = _decode.json_object(data_mix_json, "data mix")
+        if data_mix:
+            lineage["data_mix"] = data_mix
         inputs = step.RegisterInputs(
             model_name=model_name,
             model_path=Path(model.path),

@@ -10,7 +10,6 @@ from kfp import dsl, kubernetes
 from kfops.components._image import IMAGE
 from kfops.components.monitor import monitor
 from kfops.defaults import DEPLOY_NAMESPACE, MONITORING_WINDOW_HOURS, PUSHGATEWAY_JOB
-from kfops.params import DEFAULTS
 from kfops.pipelines.resources import sized
 from kfops.pipelines.training import (
     CLUSTER_REGISTRY_ROOT,
@@ -43,9 +42,8 @@ def monitoring_pipeline(
     push_job: str = PUSHGATEWAY_JOB,
     retrain_data_uri: str = "",
     retrain: bool = True,
-    # Passed to the retraining run (see pipelines/training.py).
-    thresholds_json: str = "{}",
-    max_regression: float = DEFAULTS.max_regression,
+    # Passed to the retraining run (see pipelines/training.py). Its blessing thresholds are
+    # the champion's (the monitor task's plan), as for every retrain: not a parameter here.
     deploy_target: str = "local",
     namespace: str = DEPLOY_NAMESPACE,
     canary_percent: int = 0,
@@ -82,8 +80,9 @@ def monitoring_pipeline(
             task=checked.outputs["task"],
             estimator=checked.outputs["estimator"],
             params_json=checked.outputs["params_json"],
-            thresholds_json=thresholds_json,
-            max_regression=max_regression,
+            thresholds_json=checked.outputs["thresholds_json"],
+            max_regression=checked.outputs["max_regression"],
+            data_mix_json=checked.outputs["data_mix_json"],
             deploy_target=deploy_target,
             namespace=namespace,
             canary_percent=canary_percent,

@@ -86,6 +86,7 @@ def training_pipeline(
     tune_max_trials: int = DEFAULTS.tune_max_trials,
     tune_timeout_s: float = DEFAULTS.tune_timeout_s,
     search_space: str = "",
+    data_mix_json: str = "{}",
     run_id: str = "",
     use_cache: bool = True,
 ):
@@ -186,6 +187,7 @@ def training_pipeline(
             test_size=test_size,
             decision=blessed.outputs["decision"],
             tuning_json=tuning_summary,
+            data_mix_json=data_mix_json,
             **run,
         ).set_display_name("register")
         deployed = deploy(

@@ -93,6 +93,12 @@ def _queries() -> list[dict[str, Any]]:
              [("{{model}} {{feature}}",
                f"max by (model, feature) (kfops_monitoring_feature_drift_psi{{{SEL}}})")],
              "PSI per feature of the last monitoring window (Pushgateway)."),
+            ("Monitoring job: missing values per feature", "timeseries", "percentunit",
+             [("{{model}} {{feature}}",
+               f"max by (model, feature) (kfops_monitoring_feature_null_share{{{SEL}}})")],
+             "Share of missing values per feature in the last monitoring window; "
+             "kfops_monitoring_feature_null_share_changed says when it moved beyond the "
+             "policy's tolerance (a data-quality finding, not drift)."),
             ("Monitoring job: last success", "stat", "s",
              [("{{model}}",
                f"time() - max by (model) "

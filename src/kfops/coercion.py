@@ -24,7 +24,6 @@ is ``MISSING_CATEGORY`` (ONNX string tensors have no null) and missing text is "
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from kfops.contract_model import BOOL_WORDS, Contract
 from kfops.errors import DataError
+from kfops.parsing import ISO_DATETIME, category_key, parse_datetime_column
 
 # Bump when a rule below changes what a value becomes: twins record it (``kfops.twin``).
 COERCION_VERSION = 1
@@ -150,12 +150,9 @@ def _is_missing(value: Any) -> bool:
 def _category_string(value: Any) -> str:
     if _is_missing(value):
         return MISSING_CATEGORY
-    if isinstance(value, str):
-        return value
-    # 1.0 and 1 are the same category (JSON may send either for what training read as 1).
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    return category_key(value)
 
 
 def category_strings(values: Any) -> np.ndarray:
@@ -184,36 +181,19 @@ def text_tokens(values: Any) -> np.ndarray:
     return out
 
 
-def utc_datetimes(values: Any) -> pd.Series:
+def utc_datetimes(values: Any, formats: Sequence[str] = ()) -> pd.Series:
     """Parse to tz-aware UTC (naive values are taken as UTC); unreadable values become NaT.
 
-    One inferred format first (vectorised); values that do not fit it get a per-value pass
-    (``format="mixed"``) so mixed date styles still parse.
+    ``kfops.parsing.parse_datetime_column``: the contract's recorded formats first, then one
+    inferred format (vectorised), then a per-value pass so mixed date styles still parse.
     """
     col = values if isinstance(values, pd.Series) else pd.Series(_array(values), dtype=object)
-    if ptypes.is_datetime64_any_dtype(col.dtype):
-        parsed = col
-    else:
-        text = col.where(col.isna(), col.astype(str))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "could not infer format" is expected
-            parsed = pd.to_datetime(text, errors="coerce", utc=True)
-            retry = parsed.isna() & text.notna()
-            if retry.any():
-                parsed = parsed.copy()
-                parsed[retry] = pd.to_datetime(
-                    text[retry], errors="coerce", utc=True, format="mixed"
-                )
-    if getattr(parsed.dt, "tz", None) is None:
-        return parsed.dt.tz_localize("UTC")
-    return parsed.dt.tz_convert("UTC")
+    return parse_datetime_column(col, formats)
 
 
 # ISO 8601 forms that ``datetime.fromisoformat`` and pandas read as the same instant (up to
 # microseconds; within pandas' nanosecond range, checked by year below).
-_ISO_DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}:\d{2})?"
-)
+_ISO_DATETIME = ISO_DATETIME
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FAST_YEARS = range(1700, 2201)
 
@@ -246,13 +226,14 @@ def _iso_parts(items: list[Any]) -> np.ndarray | None:
     return out
 
 
-def datetime_parts(values: Any) -> np.ndarray:
-    """(n, 5) float64: year, month, day, dayofweek and epoch seconds; NaN where missing."""
+def datetime_parts(values: Any, formats: Sequence[str] = ()) -> np.ndarray:
+    """(n, 5) float64: year, month, day, dayofweek and epoch seconds; NaN where missing.
+    ``formats``: the contract's recorded formats of this column (``FeatureSpec.formats``)."""
     if not (isinstance(values, pd.Series) and ptypes.is_datetime64_any_dtype(values.dtype)):
         fast = _iso_parts(_items(values))
         if fast is not None:
             return fast
-    parsed = utc_datetimes(values)
+    parsed = utc_datetimes(values, formats)
     epoch = (parsed - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
     parts = (parsed.dt.year, parsed.dt.month, parsed.dt.day, parsed.dt.dayofweek, epoch)
     return np.column_stack([p.to_numpy(dtype=np.float64, na_value=np.nan) for p in parts])
@@ -266,10 +247,15 @@ class Coercion:
     """The coercion of one contract's features, built once (per model version) and reused."""
 
     features: tuple[tuple[str, str], ...]  # (name, kind) in contract order
+    # (name, formats) of datetime features whose contract records the formats training saw
+    formats: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
     def from_contract(cls, contract: Contract) -> Coercion:
-        return cls(tuple((f.name, f.kind) for f in contract.features))
+        return cls(
+            tuple((f.name, f.kind) for f in contract.features),
+            tuple((f.name, tuple(f.formats)) for f in contract.features if f.formats),
+        )
 
     @property
     def inputs(self) -> tuple[GraphInput, ...]:
@@ -301,12 +287,13 @@ class Coercion:
         """Feature name -> raw values (list, ndarray or Series, all the same length) in;
         input name -> (n, 1) array out. Extra columns are ignored."""
         out: dict[str, np.ndarray] = {}
+        formats = dict(self.formats)
         for i, (name, kind) in enumerate(self.features):
             if name not in columns:
                 raise DataError(f"feature column {name!r} is missing")
             values = columns[name]
             if kind == "datetime":
-                parts = datetime_parts(values)
+                parts = datetime_parts(values, formats.get(name, ()))
                 for j, part in enumerate(DATETIME_PARTS):
                     out[f"f{i}_{part}"] = parts[:, j : j + 1]
                 continue
@@ -342,8 +329,17 @@ class CoerceStep(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     matter.
     """
 
-    def __init__(self, features: Sequence[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        features: Sequence[tuple[str, str]] = (),
+        formats: Sequence[tuple[str, Sequence[str]]] = (),
+    ) -> None:
         self.features = features
+        self.formats = formats  # the contract's recorded date formats (Coercion.formats)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("formats", ())  # model files from before formats were recorded
+        super().__setstate__(state)
 
     def fit(self, X: Any, y: Any = None) -> CoerceStep:
         return self
@@ -354,7 +350,10 @@ class CoerceStep(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     @property
     def coercion(self) -> Coercion:
-        return Coercion(tuple((str(n), str(k)) for n, k in self.features))
+        return Coercion(
+            tuple((str(n), str(k)) for n, k in self.features),
+            tuple((str(n), tuple(str(f) for f in fs)) for n, fs in self.formats),
+        )
 
     def __sklearn_is_fitted__(self) -> bool:
         return True

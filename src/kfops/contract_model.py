@@ -45,11 +45,15 @@ class FeatureSpec:
     min: float | str | None = None  # numeric: float; datetime: ISO string
     max: float | str | None = None
     categories: tuple[Any, ...] | None = None  # categorical/boolean domain seen in training
+    # datetime: the strptime formats training read the column's text in (kfops.parsing)
+    formats: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if self.categories is not None:
             data["categories"] = list(self.categories)
+        if self.formats is not None:
+            data["formats"] = list(self.formats)
         return {k: v for k, v in data.items() if v is not None}
 
     @classmethod
@@ -58,6 +62,11 @@ class FeatureSpec:
         if kind not in FEATURE_KINDS:
             raise ContractError(f"feature {data.get('name')!r}: unknown kind {kind!r}")
         cats = data.get("categories")
+        formats = data.get("formats")
+        if formats is not None and not (
+            isinstance(formats, list) and all(isinstance(f, str) for f in formats)
+        ):
+            raise ContractError(f"feature {data.get('name')!r}: formats must be a list of strings")
         return cls(
             name=str(data["name"]),
             kind=kind,
@@ -66,6 +75,7 @@ class FeatureSpec:
             min=data.get("min"),
             max=data.get("max"),
             categories=tuple(cats) if cats is not None else None,
+            formats=tuple(formats) if formats is not None else None,
         )
 
 
@@ -114,6 +124,12 @@ class Contract:
             if spec.name == name:
                 return spec
         raise ContractError(f"unknown feature {name!r}; the contract has {self.feature_names}")
+
+    @property
+    def ignored_columns(self) -> frozenset[str]:
+        """Columns of the training data that are not features (the target, dropped columns):
+        a request may carry them, as a row of the training file does; they are ignored."""
+        return frozenset([self.target.name, *(str(d.get("name")) for d in self.dropped)])
 
     def features_of(self, *kinds: str) -> list[str]:
         return [f.name for f in self.features if f.kind in kinds]

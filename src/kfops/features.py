@@ -303,7 +303,7 @@ def build_preprocessor(contract: Contract) -> Pipeline:
         raise DataError("the contract has no features to train on")
     return Pipeline(
         [
-            ("coerce", CoerceStep(coercion.features)),
+            ("coerce", CoerceStep(coercion.features, coercion.formats)),
             ("encode", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)),
         ]
     )

@@ -37,6 +37,9 @@ class TrainingParams:
     tune_max_trials: int = 0
     tune_timeout_s: float = 0.0
     search_space: str = ""  # YAML/JSON text overriding the estimator's default space
+    # A retrain's training data: the labelled window plus reference rows (steps/retrain.DataMix);
+    # recorded in the new version's lineage as ``data_mix``.
+    data_mix: dict[str, Any] = field(default_factory=dict)
 
     def pipeline_arguments(self, run_id: str) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class TrainingParams:
             "tune_max_trials": int(self.tune_max_trials),
             "tune_timeout_s": float(self.tune_timeout_s),
             "search_space": self.search_space,
+            "data_mix_json": json.dumps(self.data_mix, sort_keys=True),
             "run_id": run_id,
         }
 

@@ -11,11 +11,16 @@ is far worse on it than the challenger and blessing is not a near tie; Alertmana
 alert (a silence) until every drifted row is captured and labelled, so the retraining set is
 exactly the drifted traffic however slowly the capture writer runs.
 
-Also: `kfops monitor` pushes its figures to a real Pushgateway that Prometheus scrapes.
+Then `kfops monitor` pushes the window's figures to a real Pushgateway, and every panel of the
+Grafana dashboard returns data from the same Prometheus (server, trigger and Pushgateway).
+
+Also: `kfops monitor` pushes its figures to a real Pushgateway that Prometheus scrapes, and the
+decay alert's annotation names the most important drifted features.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -29,6 +34,7 @@ import pytest
 from kfops.datasets import make_synthetic, write_table
 from kfops.registry import Registry
 from tests.conftest import free_port, require_binary
+from tests.integration._grafana import DASHBOARD, check_dashboard
 from tests.integration._stack import (
     firing_alerts,
     get_json,
@@ -94,7 +100,7 @@ def _prom_time(text: str) -> float:
 
 
 def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
-    for binary in ("prometheus", "prometheus-alertmanager"):
+    for binary in ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway"):
         require_binary(binary)
     from kfops.local_runner import TrainingParams, run_training
 
@@ -130,8 +136,13 @@ def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
             env={"KFOPS_KFP_HOST": "", "KF_PIPELINES_ENDPOINT": ""},
         )  # fmt: skip
         am = s.alertmanager(trigger.url)
-        prom = s.prometheus({"kfops-serving": f"127.0.0.1:{port}"}, am.url, for_seconds=3)
-        procs = [server, trigger, am, prom]
+        pgw = s.pushgateway()
+        prom = s.prometheus(
+            {"kfops-serving": f"127.0.0.1:{port}", "kfops-trigger": trigger.url.split("://")[1],
+             "pushgateway": pgw.url.split("://")[1]},
+            am.url, for_seconds=3,
+        )  # fmt: skip
+        procs = [server, trigger, am, pgw, prom]
 
         # Hop 1: normal traffic -> drift gauges scraped, all small, no alert.
         # (Labels of this traffic never arrive: the retraining set is the drifted traffic.)
@@ -248,6 +259,28 @@ def test_drift_alert_retrains_and_the_server_switches(tmp_path: Path) -> None:
         v2_psi = query(prom, f'kfops_feature_drift_psi{{model="{MODEL}",version="v2"}}')
         assert max(float(r["value"][1]) for r in v2_psi) < 0.2
 
+        # Hop 6: the monitoring job over the last hour, pushed; then the Grafana dashboard:
+        # every panel's query returns data from this Prometheus.
+        from kfops.cli import main
+
+        code = main([
+            "monitor", "--model", MODEL, "--registry", str(registry_root), "--capture-dir",
+            str(capture), "--start", "-1h", "--report-dir", str(tmp_path / "report"),
+            "--pushgateway", pgw.url, "--no-retrain",
+        ])  # fmt: skip
+        assert code == 0
+        board = json.loads(DASHBOARD.read_text())
+        problems: list[str] = []
+
+        def all_panels_have_data() -> bool:
+            problems[:] = check_dashboard(board, prom.url, rate_interval="1m")
+            return not problems
+
+        with contextlib.suppress(AssertionError):  # the list of empty panels below says which
+            wait_for("every dashboard panel to return data", all_panels_have_data, 90, procs,
+                     every=1)  # fmt: skip
+        assert problems == []
+
 
 def test_monitoring_job_pushes_to_the_pushgateway(tmp_path: Path, registry: Any) -> None:
     """`kfops monitor` -> Pushgateway -> Prometheus; the stale-job rule sees a fresh job."""
@@ -257,8 +290,9 @@ def test_monitoring_job_pushes_to_the_pushgateway(tmp_path: Path, registry: Any)
     from tests.unit.test_monitoring import T0, write_capture
 
     capture = tmp_path / "capture"
-    write_capture(capture, make_synthetic(500, n_numeric=4, n_categorical=2, seed=6,
-                                          drift={"num_01": 1.5}))  # fmt: skip
+    frame = make_synthetic(500, n_numeric=4, n_categorical=2, seed=6, drift={"num_01": 1.5})
+    frame.loc[:49, "cat_01"] = "brand-new"  # 50 rows outside the contract's domain
+    write_capture(capture, frame)
     with stack(tmp_path) as s:
         pgw = s.pushgateway()
         prom = s.prometheus({"pushgateway": pgw.url.split("://")[1]}, None)
@@ -276,6 +310,19 @@ def test_monitoring_job_pushes_to_the_pushgateway(tmp_path: Path, registry: Any)
         )
         assert metric_value(text, "kfops_monitoring_retrain_required", model=UMODEL) == 1
         assert metric_value(text, "kfops_monitoring_feature_drifted", feature="num_01") == 1
+        # Issue 16: the drifted feature the policy acts on, valued by its importance share.
+        assert metric_value(
+            text, "kfops_monitoring_drifted_feature_importance", feature="num_01"
+        ) == pytest.approx(0.3)
+        assert metric_value(
+            text, "kfops_monitoring_feature_importance_share", feature="num_00"
+        ) == pytest.approx(0.5)
+        # Missing values and unseen categories, per feature; the label join is absent (no
+        # labels directory given).
+        assert metric_value(text, "kfops_monitoring_feature_null_share", feature="num_02") == 0
+        assert metric_value(text, "kfops_monitoring_feature_null_share_changed",
+                            feature="num_02") == 0  # fmt: skip
+        assert metric_value(text, "kfops_monitoring_unseen_category_rows", feature="cat_01") == 50
         last = wait_for(
             "Prometheus to scrape the pushed figures",
             lambda: query(prom, "kfops_monitoring_last_success_timestamp_seconds"), 30, [pgw, prom],
@@ -292,10 +339,16 @@ def test_monitoring_job_pushes_to_the_pushgateway(tmp_path: Path, registry: Any)
         decay = wait_for("KfopsModelDecay", lambda: firing_alerts(prom, "KfopsModelDecay"), 30,
                          [pgw, prom])  # fmt: skip
         assert decay[0]["labels"]["model"] == UMODEL
+        # The annotation names the most important drifted features, from the pushed gauges
+        # (cat_01 drifted too: its new category; the model does not rely on it).
+        assert decay[0]["annotations"]["drifted_features"] == (
+            "num_01 (30% of importance), cat_01 (0% of importance)"
+        )
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Any:
     from tests.unit.test_monitoring import make_registry
+    from tests.unit.test_monitoring_findings import SHARES, importance
 
-    return make_registry(tmp_path)
+    return make_registry(tmp_path, lineage={"importance": importance(SHARES)})

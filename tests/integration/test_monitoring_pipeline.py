@@ -19,7 +19,14 @@ def test_monitoring_pipeline_retrains_on_a_drifted_labelled_window(tmp_path: Pat
 
     from kfops.pipelines.compile import compile_pipeline
 
-    registry = make_registry(tmp_path)
+    # The champion's training data and blessing bar, where its lineage records them: the
+    # retrain trains on that data plus the labelled window, and is held to that bar.
+    train = make_synthetic(2000, n_numeric=4, n_categorical=2, seed=1)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    bar = {"thresholds": {"accuracy": 0.6}, "max_regression": 0.05}
+    registry = make_registry(
+        tmp_path, lineage={"data_uri": str(tmp_path / "train.csv"), "blessing": {"policy": bar}}
+    )
     capture, labels = tmp_path / "capture", tmp_path / "labels"
     labels.mkdir()
     frame = make_synthetic(1500, n_numeric=4, n_categorical=2, seed=6, drift={"num_01": 1.5})
@@ -46,6 +53,12 @@ def test_monitoring_pipeline_retrains_on_a_drifted_labelled_window(tmp_path: Pat
     assert versions == ["v1", "v2"], versions
     v2 = registry.resolve(MODEL, "v2")
     assert "retrain-data" in v2.lineage["data_uri"]
+    mix = v2.lineage["data_mix"]
+    assert (mix["window_rows"], mix["reference_rows"], mix["champion"]) == (1500, 2000, "v1")
+    assert mix["reference_uri"] == str(tmp_path / "train.csv")
+    # Blessed under the champion's thresholds, not the pipeline's (there are none any more).
+    policy = v2.lineage["blessing"]["policy"]
+    assert policy["thresholds"] == {"accuracy": 0.6} and policy["max_regression"] == 0.05
     # The monitor task's report (every kfops report now shares one page shell and doctype).
     reports = list((tmp_path / "root").rglob("monitor/report"))
     html = [p for p in reports if p.is_file() and p.read_text().startswith("<!doctype html>")]

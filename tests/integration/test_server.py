@@ -24,6 +24,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kfops.parsing import NA_STRINGS
 from kfops.registry import Registry
 from tests.conftest import free_port, require_binary, wait_for
 from tests.unit.test_serving_fixtures import (
@@ -114,6 +115,9 @@ def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(registry_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The fixture version has a verified ONNX twin: this server answers with it (runtime auto).
+    Strict categories, so that a category the model never saw is a contract violation (422)
+    in the tests and the fuzz below; the default (served and counted) is tested on its own."""
     tmp = tmp_path_factory.mktemp("served")
     srv = Server(
         tmp,
@@ -125,6 +129,7 @@ def server(registry_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         str(tmp / "capture"),
         "--max-rows",
         str(MAX_ROWS),
+        "--strict-categories",
     )
     srv.capture_dir = tmp / "capture"  # type: ignore[attr-defined]
     try:
@@ -265,7 +270,11 @@ json_values = st.recursive(
     max_leaves=12,
 )
 ROW = valid_row()
+# The target may come along with a row (a row of the training file has it): not an error.
+IGNORED = {"species"}
 NON_NULLABLE = ["island", "year"]
+# Text that is never a number, a boolean word, a date or a missing value (read_csv's NA strings).
+WORDS = st.text(alphabet="qwxzQWXZ", min_size=1, max_size=6)
 DOMAINS = {"island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"]}
 
 
@@ -282,18 +291,17 @@ def bad_row(draw: st.DrawFn) -> Any:
                 | st.integers()
             )
         else:
-            row[name] = draw(
-                st.text(max_size=6) | st.booleans() | st.lists(st.integers(), max_size=2)
-            )
+            row[name] = draw(WORDS | st.booleans() | st.lists(st.integers(), max_size=2))
     elif kind == "domain":
         field = draw(st.sampled_from(list(DOMAINS)))
-        row[field] = draw(st.text(max_size=10).filter(lambda s: s not in DOMAINS[field]))
+        row[field] = draw(
+            st.text(max_size=10).filter(lambda s: s not in DOMAINS[field] and s not in NA_STRINGS)
+        )
     elif kind == "missing":
         del row[name]
     elif kind == "unknown":
-        row[draw(st.text(min_size=1, max_size=8).filter(lambda s: s not in ROW))] = draw(
-            json_values
-        )
+        key = draw(st.text(min_size=1, max_size=8).filter(lambda s: s not in {*ROW, *IGNORED}))
+        row[key] = draw(json_values)
     elif kind == "null":
         row[draw(st.sampled_from(NON_NULLABLE))] = None
     else:
@@ -408,14 +416,18 @@ def test_prometheus_scrapes_the_server(server: Server, tmp_path: Path) -> None:
     def query(q: str) -> list[dict[str, Any]]:
         return requests.get(api, params={"query": q}, timeout=5).json()["data"]["result"]
 
-    def scraped_total() -> float | None:
+    def ready() -> bool:  # the query API answers 503 until the TSDB is open
         try:
-            result = query(f'sum(kfops_requests_total{{model="{MODEL}"}})')
+            return requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=5).status_code == 200
         except requests.ConnectionError:
-            return None  # Prometheus still starting
+            return False  # not listening yet
+
+    def scraped_total() -> float | None:
+        result = query(f'sum(kfops_requests_total{{model="{MODEL}"}})')
         return float(result[0]["value"][1]) if result else None
 
     try:
+        wait_for(ready, 60, "Prometheus to be ready")
         wait_for(lambda: scraped_total() == expected, 60, f"Prometheus to scrape {expected}")
         info = query("kfops_model_info == 1")
         assert info and info[0]["metric"]["version"] == "v1" and info[0]["metric"]["sha256"]
@@ -532,6 +544,7 @@ def test_workers_keep_counts_exact(registry_root: Path, tmp_path: Path) -> None:
         "2",
         "--metrics-dir",
         str(tmp_path / "prom"),
+        "--strict-categories",
     )
     try:
         srv.wait_ready()
@@ -638,3 +651,122 @@ def test_tampered_unknown_alias_and_missing_contract(tmp_path: Path) -> None:
     tamper(registry.resolve(MODEL, "v1").path)
     out = run_server(tmp_path, "--registry", str(root), "--model", MODEL, "--port", port)
     assert out.returncode == 2 and "verification failed: model.joblib" in out.stderr
+
+
+# --- the training file's own rows; the ONNX twin and the sklearn pipeline (issues 11, 12) --------
+
+
+def _start(tmp: Path, *args: str) -> Server:
+    srv = Server(tmp, *args)
+    try:
+        srv.wait_ready()
+    except BaseException:
+        srv.stop()
+        raise
+    return srv
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def test_rows_of_the_training_file_as_written_all_get_200(
+    registry_root: Path, tmp_path: Path
+) -> None:
+    """Defaults (runtime auto, categories not strict): every row of the training CSV, as the
+    csv module reads it (all strings, "NA" included) and as pandas reads it, with the target."""
+    import csv
+
+    import pandas as pd
+
+    from kfops.datasets import default_data_path
+
+    path = default_data_path()
+    with open(path, newline="") as fh:
+        as_written = list(csv.DictReader(fh))
+    as_pandas = [{k: _plain(v) for k, v in r.items()} for r in pd.read_csv(path).to_dict("records")]
+    assert any("NA" in r.values() for r in as_written)  # the file has NA cells
+    srv = _start(tmp_path, "--registry", str(registry_root), "--model", MODEL, "--no-drift")
+    try:
+        for rows in (as_written, as_pandas):
+            codes = Counter(srv.v1({"instances": [row]}).status_code for row in rows)
+            assert codes == Counter({200: len(rows)}), codes
+        before = srv.metrics()
+        unseen = {**as_written[0], "island": "Atlantis"}
+        r = srv.v1({"instances": [unseen, unseen]})
+        assert r.status_code == 200, r.text
+        text = srv.metrics()
+        labels = {"model": MODEL, "feature": "island"}
+        counted = sample_value(text, "kfops_unseen_category_total", **labels)
+        assert counted - sample_value(before, "kfops_unseen_category_total", **labels) == 2
+        assert sample_value(text, "kfops_model_info", version="v1", runtime="onnx") == 1
+        assert "with the onnx runtime (its verified ONNX twin)" in srv.output()
+    finally:
+        srv.stop()
+
+
+def test_onnx_and_sklearn_runtimes_agree_on_the_held_out_split(
+    registry_root: Path, tmp_path: Path
+) -> None:
+    from kfops.contract_model import Contract
+    from kfops.features import split
+    from kfops.twin.verify import PROBA_TOLERANCE
+    from tests.unit.test_serving_fixtures import penguins
+
+    version = Registry(registry_root).resolve(MODEL, "v1")
+    contract = Contract.load(version.path / "contract.json")
+    _, held_out = split(penguins(), contract, test_size=0.2, seed=7)
+    rows = [
+        {name: _plain(row[name]) for name in contract.feature_names}
+        for _, row in held_out.iterrows()
+    ]
+    answers = {}
+    for runtime in ("onnx", "sklearn"):
+        srv = _start(
+            tmp_path, "--registry", str(registry_root), "--model", MODEL, "--runtime", runtime,
+            "--no-drift",
+        )  # fmt: skip
+        try:
+            r = srv.v1({"instances": rows, "parameters": {"probabilities": True}})
+            assert r.status_code == 200, r.text
+            answers[runtime] = r.json()
+            text = srv.metrics()
+            assert sample_value(text, "kfops_model_info", version="v1", runtime=runtime) == 1
+            assert f"with the {runtime} runtime" in srv.output()
+        finally:
+            srv.stop()
+    onnx, sklearn = answers["onnx"], answers["sklearn"]
+    assert len(onnx["predictions"]) == len(rows) > 20
+    assert onnx["predictions"] == sklearn["predictions"]
+    atol, rtol = PROBA_TOLERANCE
+    for a, b in zip(onnx["probabilities"], sklearn["probabilities"], strict=True):
+        assert a.keys() == b.keys()
+        for cls in a:
+            assert math.isclose(a[cls], b[cls], rel_tol=rtol, abs_tol=atol), (cls, a, b)
+
+
+def test_runtime_onnx_refuses_a_version_without_a_verified_twin(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    version = register_version(root, aliases=("champion",), twin=False)
+    port = str(free_port())
+    out = run_server(
+        tmp_path, "--registry", str(root), "--model", MODEL, "--runtime", "onnx", "--port", port
+    )
+    assert out.returncode == 2
+    assert "no verified ONNX twin to serve with --runtime onnx" in out.stderr
+    assert str(version.path) in out.stderr
+
+
+def test_corrupt_or_missing_twin_is_not_ready_naming_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    registry = make_registry(root)
+    path = registry.resolve(MODEL, "v1").path
+    port = str(free_port())
+    tamper(path, "model.onnx")
+    out = run_server(tmp_path, "--registry", str(root), "--model", MODEL, "--port", port)
+    assert out.returncode == 2 and "verification failed: model.onnx" in out.stderr
+    (path / "model.onnx").unlink()
+    out = run_server(tmp_path, "--registry", str(root), "--model", MODEL, "--port", port)
+    assert out.returncode == 2 and "model.onnx" in out.stderr

@@ -55,8 +55,9 @@ def test_streaming_equals_batch_for_every_input_shape(reference: ReferenceProfil
         assert stream.window() == expected
         assert stream.scores() == pytest.approx(batch_scores, abs=1e-12)
         assert stream.rows == 1_000
-    # num_00 shifted; 1 in 7 num_01 and 1 in 11 cat_00 values became null (none in training).
-    assert one_by_one.report().drifted == ["num_00", "num_01", "cat_00"]
+    # num_00 shifted; 1 in 7 num_01 and 1 in 11 cat_00 values became null (none in training):
+    # a change of the null share, not of the values' distribution, so not drift.
+    assert one_by_one.report().drifted == ["num_00"]
 
 
 def test_numpy_scalars_and_python_scalars_agree(reference: ReferenceProfile) -> None:

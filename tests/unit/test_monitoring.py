@@ -33,9 +33,13 @@ def registry(tmp_path: Path) -> Registry:
     return make_registry(tmp_path)
 
 
-def make_registry(tmp_path: Path) -> Registry:
-    """A registered champion with contract, reference profile and training metrics."""
-    train = make_synthetic(2000, n_numeric=4, n_categorical=2, seed=1)
+def make_registry(
+    tmp_path: Path, lineage: dict | None = None, train: pd.DataFrame | None = None
+) -> Registry:
+    """A registered champion with contract, reference profile and training metrics; its
+    lineage is ``{"estimator": ...}`` plus ``lineage`` (e.g. a permutation importance)."""
+    if train is None:
+        train = make_synthetic(2000, n_numeric=4, n_categorical=2, seed=1)
     contract = infer_contract(train, "target", "classification")
     src = tmp_path / "src"
     src.mkdir()
@@ -46,7 +50,10 @@ def make_registry(tmp_path: Path) -> Registry:
     reg = Registry(tmp_path / "registry")
     files = {n: src / n for n in ("contract.json", "reference_profile.json", "metrics.json",
                                    "model.joblib")}  # fmt: skip
-    reg.register(MODEL, files, {"estimator": "logistic_regression"}, aliases=("champion",))
+    reg.register(
+        MODEL, files, {"estimator": "logistic_regression", **(lineage or {})},
+        aliases=("champion",),
+    )  # fmt: skip
     return reg
 
 

@@ -27,6 +27,13 @@ def test_monitoring_pipeline_compiles(tmp_path: Path) -> None:
     assert {"model_name", "registry_root", "capture_uri", "labels_uri", "pushgateway"} <= set(
         params
     )
+    # The retrain's blessing bar is the champion's, from the monitor task's plan: the
+    # pipeline has no thresholds of its own, and the nested training pipeline reads the
+    # monitor task's outputs (with the data mix for the lineage).
+    assert not {"thresholds_json", "max_regression"} & set(params)
+    retrain = yaml.safe_dump(spec["components"])
+    for name in ("thresholds_json", "max_regression", "data_mix_json"):
+        assert f"componentInputParameter: pipelinechannel--monitor-{name}" in retrain, name
     text = path.read_text()
     assert "comp-kfops-training" in text  # the nested training pipeline, behind the conditions
     assert "kfops:0.1.0" in text

@@ -381,7 +381,7 @@ def test_build_image_other_failures_keep_their_own_message(tmp_path: Path) -> No
 # --- fetch-crds.sh: the CRD schemas of a user's PR CI ---------------------------------------------
 
 
-def _pins() -> dict[str, str]:
+def _crd_pins() -> dict[str, str]:
     text = (REPO_ROOT / "scripts" / "fetch-crds.sh").read_text()
     return dict(
         (name, sha)
@@ -391,7 +391,7 @@ def _pins() -> dict[str, str]:
 
 def test_fetch_crds_pins_are_the_schemas_the_tests_use() -> None:
     shared = crds_dir()
-    assert _pins() == {p.name: _sha256(p) for p in sorted(shared.glob("*.yaml"))}
+    assert _crd_pins() == {p.name: _sha256(p) for p in sorted(shared.glob("*.yaml"))}
 
 
 def test_fetch_crds_downloads_checks_and_refuses_a_changed_file(tmp_path: Path) -> None:
@@ -402,7 +402,7 @@ def test_fetch_crds_downloads_checks_and_refuses_a_changed_file(tmp_path: Path) 
     dest = tmp_path / "crds"
     out = run_script("fetch-crds.sh", env, str(dest))
     assert out.returncode == 0, out.stderr
-    assert {p.name: _sha256(p) for p in dest.iterdir()} == _pins()
+    assert {p.name: _sha256(p) for p in dest.iterdir()} == _crd_pins()
     assert out.stdout.strip() == f"CRD schemas in {dest}: run the tests with KFOPS_CRDS_DIR={dest}"
 
     tampered = tmp_path / "mirror"
@@ -415,7 +415,7 @@ def test_fetch_crds_downloads_checks_and_refuses_a_changed_file(tmp_path: Path) 
     assert out.returncode == 1
     assert out.stderr.strip() == (
         f"error: file://{tampered}/{name} has sha256 {_sha256(tampered / name)}, "
-        f"not the pinned {_pins()[name]}"
+        f"not the pinned {_crd_pins()[name]}"
     )
     assert not (dest / name).exists() and not (dest / f"{name}.part").exists()
 

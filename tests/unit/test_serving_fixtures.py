@@ -18,6 +18,7 @@ from kfops.contract import infer_contract
 from kfops.datasets import default_data_path
 from kfops.drift import build_reference_profile
 from kfops.explain.contributions import EXPLAINER_FILE, write_explainer_file
+from kfops.io import read_json, write_json_atomic
 from kfops.registry import ModelVersion, Registry
 from kfops.training import save_model, train
 
@@ -25,6 +26,7 @@ MODEL = "penguins"
 # The regression twin of the penguins fixture: body mass from the other columns.
 REGRESSION_TARGET = "body_mass_g"
 FILES = ("model.joblib", "contract.json", "reference_profile.json", EXPLAINER_FILE)
+TWIN_LINEAGE = "twin-lineage.json"  # next to the cached artifacts, not one of them
 
 
 @functools.cache
@@ -34,6 +36,12 @@ def penguins() -> pd.DataFrame:
 
 @functools.cache
 def _artifacts(cache_dir: str, estimator: str | None, task: str) -> dict[str, Path]:
+    """A version's files: model, contract, profile, explainer.json and, as registration makes
+    them, its ONNX twin verified on the rows it was trained on (``model.onnx``) and the lineage
+    saying so."""
+    from kfops.twin import convert
+    from kfops.twin.record import TWIN_FILE, TwinRecord, judge
+
     df = penguins()
     if task == "regression":
         df = df.drop(columns=["species"])
@@ -47,7 +55,14 @@ def _artifacts(cache_dir: str, estimator: str | None, task: str) -> dict[str, Pa
     contract.save(out / "contract.json")
     build_reference_profile(df, contract).save(out / "reference_profile.json")
     write_explainer_file(out / EXPLAINER_FILE, model, df)
-    return {n: out / n for n in FILES}
+    twin = convert(model, contract)
+    assert twin.convertible, twin.to_dict()
+    (out / TWIN_FILE).write_bytes(twin.onnx)  # type: ignore[union-attr]
+    record = judge(TwinRecord.from_conversion(twin.to_dict()), model, out / TWIN_FILE, df, contract)
+    assert record.verified, record.to_dict()
+    # The lineage a registration would write (not a version file: the registry writes it).
+    write_json_atomic(out / TWIN_LINEAGE, {"test": True, "twin": record.to_dict()})
+    return {n: out / n for n in (*FILES, TWIN_FILE)}
 
 
 _CACHE: dict[str, str] = {}
@@ -69,9 +84,17 @@ def register_version(
     without: tuple[str, ...] = (),
     task: str = "classification",
     model: str = MODEL,
+    twin: bool = True,
 ) -> ModelVersion:
+    """A penguins version; with ``twin`` (the default) it has a verified ONNX twin, which
+    ``kfops serve`` serves by default (runtime auto), else it is a version without one."""
     files = {n: p for n, p in artifacts(estimator, task).items() if n not in without}
-    return Registry(root).register(model, files, {"test": True}, aliases=aliases)
+    lineage: dict[str, Any] = {"test": True}
+    if twin and "model.onnx" in files:
+        lineage = read_json(files["model.onnx"].parent / TWIN_LINEAGE)
+    else:
+        files.pop("model.onnx", None)
+    return Registry(root).register(model, files, lineage, aliases=aliases)
 
 
 def make_registry(root: Path) -> Registry:

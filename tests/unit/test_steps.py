@@ -220,7 +220,10 @@ def test_monitor_step_writes_reports_and_plans_retraining_on_labelled_traffic(
     from tests.unit.test_monitoring import MODEL as SYNTH
     from tests.unit.test_monitoring import T0, make_registry, write_capture
 
-    registry = make_registry(tmp_path)
+    # The champion's training data, where its lineage says (retraining mixes it in).
+    train = make_synthetic(2000, n_numeric=4, n_categorical=2, seed=1)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    registry = make_registry(tmp_path, lineage={"data_uri": str(tmp_path / "train.csv")})
     capture, labels = tmp_path / "capture", tmp_path / "labels"
     drifted = make_synthetic(600, n_numeric=4, n_categorical=2, seed=6, drift={"num_01": 1.5})
     ids = write_capture(capture, drifted)
@@ -252,10 +255,11 @@ def test_monitor_step_writes_reports_and_plans_retraining_on_labelled_traffic(
     assert (plan.target, plan.task, plan.estimator) == (
         "target", "classification", "logistic_regression",
     )  # fmt: skip
-    assert "600 labelled captured rows" in plan.reason
+    assert "600 labelled captured rows plus 2000 reference training rows" in plan.reason
     table = pd.read_parquet(plan.data_uri)
     contract = Contract.load(registry.resolve(SYNTH, CHAMPION).file("contract.json"))
-    assert list(table.columns) == [*contract.feature_names, "target"] and len(table) == 600
+    assert list(table.columns) == [*contract.feature_names, "target"] and len(table) == 2600
+    assert plan.data_mix["reference_uri"] == str(tmp_path / "train.csv")
 
     # Without labels there is nothing to train on; a given data URI is trained on as it is.
     no_labels = monitor.run(

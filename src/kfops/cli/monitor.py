@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
     from kfops.steps.retrain import RetrainPlan
 
 log = logging.getLogger(__name__)
+
+# What argparse may take as a value although it starts with "-": its own negative numbers and
+# the relative times of kfops.monitoring.parse_time (-2h, -30m, -1.5d, -90s). A number with
+# any unit letters counts too, so that "-2x" gets parse_time's message naming the forms.
+RELATIVE_TIME_ARG = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+(?:\.\d+)?[A-Za-z]+$")
 
 
 def register(sub: Any) -> None:
@@ -30,13 +36,21 @@ def register(sub: Any) -> None:
             "training pipeline on the fresh data."
         ),
     )
+    # argparse takes any word that starts with "-" and is not a plain negative number for an
+    # option, so `--start -2h` would fail with "expected one argument". This parser has no
+    # option that looks like a number, so relative times can count as "negative numbers".
+    p._negative_number_matcher = RELATIVE_TIME_ARG
     p.add_argument("--model", help="model name (KFOPS_MODEL_NAME)")
     p.add_argument("--registry", help="registry root (KFOPS_REGISTRY_ROOT)")
     p.add_argument("--capture-dir", help="payload capture root (KFOPS_CAPTURE_DIR)")
     p.add_argument("--labels-dir", help="late labels (*.jsonl / *.csv with id,label)")
     p.add_argument("--version", help="version or alias to compare with (default: champion)")
-    p.add_argument("--start", help="window start: ISO time, epoch seconds or -2h (default -24h)")
-    p.add_argument("--end", help="window end (default now)")
+    p.add_argument(
+        "--start",
+        help="window start: relative (-2h, -30m, -1d, -90s), ISO 8601 (naive = UTC), "
+        "epoch seconds or 'now' (default: 24 hours before --end)",
+    )
+    p.add_argument("--end", help="window end, same forms as --start (default now)")
     p.add_argument("--policy", help="monitoring policy YAML (MonitoringPolicy fields)")
     p.add_argument("--pushgateway", help="Pushgateway URL, e.g. http://pushgateway:9091")
     p.add_argument("--job", default=PUSHGATEWAY_JOB, help="Pushgateway job label")
@@ -89,7 +103,11 @@ def run(args: argparse.Namespace) -> int:
     if plan.retrain and not args.no_retrain:
         summary = retrain.run(
             retrain.RetrainInputs(
-                settings.model_name, settings.registry_root, plan.data_uri, runner=args.runner
+                settings.model_name,
+                settings.registry_root,
+                plan.data_uri,
+                runner=args.runner,
+                data_mix=plan.data_mix or None,
             )
         )
     if args.json:
@@ -117,4 +135,6 @@ def _plan_dict(plan: RetrainPlan) -> dict[str, Any]:
     """The plan as `--json` prints it (the parameters as the pipeline parameter params_json)."""
     data = plan.to_dict()
     data["params_json"] = json.dumps(data.pop("params"), sort_keys=True)
+    data["thresholds_json"] = json.dumps(data.pop("thresholds"), sort_keys=True)
+    data["data_mix_json"] = json.dumps(data.pop("data_mix"), sort_keys=True)
     return data

@@ -6,7 +6,6 @@ validation before checking, so raw features always reach the model with the same
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from pandas.api import types as ptypes
 
 from kfops.contract._values import examples
 from kfops.contract_model import BOOL_WORDS, Contract
+from kfops.parsing import parse_datetime_column
 
 
 @dataclass(frozen=True)
@@ -29,27 +29,14 @@ class LostValues:
     examples: list[Any]
 
 
-def parse_datetimes(values: pd.Series) -> pd.Series:
+def parse_datetimes(values: pd.Series, formats: Sequence[str] = ()) -> pd.Series:
     """Parse to naive UTC ``datetime64[ns]``; unparseable values become NaT.
 
-    One inferred format first (vectorized, fast); values that do not fit it get a second,
-    per-value pass (``format="mixed"``) so mixed date styles still parse.
+    ``kfops.parsing.parse_datetime_column`` (the recorded ``formats`` first, then pandas'
+    inference, then a per-value pass), the reading serving shares.
     """
-    if ptypes.is_datetime64_any_dtype(values.dtype):
-        out = values
-    else:
-        text = values.where(values.isna(), values.astype(str))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "could not infer format" is expected here
-            out = pd.to_datetime(text, errors="coerce", utc=True)
-            retry = out.isna() & text.notna()
-            if retry.any():
-                second = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
-                out = out.copy()
-                out[retry] = second
-    if getattr(out.dt, "tz", None) is not None:
-        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
-    return out.astype("datetime64[ns]")
+    out = parse_datetime_column(values, formats)
+    return out.dt.tz_localize(None).astype("datetime64[ns]")
 
 
 def _all_str(col: pd.Series) -> bool:
@@ -64,7 +51,9 @@ def _as_object(col: pd.Series, as_text: bool) -> pd.Series:
     return out.where(out.notna(), np.nan)
 
 
-def _coerce_column(col: pd.Series, kind: str, categories: Sequence[Any] | None) -> pd.Series:
+def _coerce_column(
+    col: pd.Series, kind: str, categories: Sequence[Any] | None, formats: Sequence[str] = ()
+) -> pd.Series:
     if kind == "numeric":
         if ptypes.is_bool_dtype(col.dtype) or ptypes.is_numeric_dtype(col.dtype):
             return col.astype("float64")
@@ -77,7 +66,7 @@ def _coerce_column(col: pd.Series, kind: str, categories: Sequence[Any] | None) 
             return num.where(num.isin([0.0, 1.0]))
         return col.astype(str).str.strip().str.lower().map(BOOL_WORDS).astype("float64")
     if kind == "datetime":
-        return parse_datetimes(col)
+        return parse_datetimes(col, formats)
     if kind == "categorical":
         as_text = categories is None or all(isinstance(c, str) for c in categories)
         return _as_object(col, as_text)
@@ -105,19 +94,19 @@ def coerce_counting_losses(
 
 def _coerce(df: pd.DataFrame, contract: Contract, losses: list[LostValues] | None) -> pd.DataFrame:
     out = df.copy(deep=False)
-    specs: list[tuple[str, str, Sequence[Any] | None]] = [
-        (f.name, f.kind, f.categories) for f in contract.features
+    specs: list[tuple[str, str, Sequence[Any] | None, Sequence[str]]] = [
+        (f.name, f.kind, f.categories, f.formats or ()) for f in contract.features
     ]
     target = contract.target
     if target.kind == "numeric":
-        specs.append((target.name, "numeric", None))
+        specs.append((target.name, "numeric", None, ()))
     elif target.classes is not None and all(isinstance(c, str) for c in target.classes):
-        specs.append((target.name, "categorical", target.classes))
-    for name, kind, categories in specs:
+        specs.append((target.name, "categorical", target.classes, ()))
+    for name, kind, categories, formats in specs:
         if name not in out.columns:
             continue
         before = out[name]
-        after = _coerce_column(before, kind, categories)
+        after = _coerce_column(before, kind, categories, formats)
         if losses is not None:
             lost = after.isna() & before.notna()
             count = int(lost.sum())

@@ -20,6 +20,7 @@ from kfops.contract._values import examples, sorted_domain, to_jsonable
 from kfops.contract.coercion import parse_datetimes
 from kfops.contract_model import TASKS, Contract, FeatureSpec, TargetSpec
 from kfops.errors import ConfigError, DataError
+from kfops.parsing import date_formats
 
 # The package's logger: callers filter "kfops.contract" whatever module inside it logs.
 log = logging.getLogger("kfops.contract")
@@ -99,14 +100,19 @@ def _object_kind(name: str, col: pd.Series, nonnull: pd.Series) -> tuple[str | N
     return "categorical", None
 
 
-def _feature_spec(name: str, col: pd.Series) -> tuple[FeatureSpec | None, str | None]:
-    """A FeatureSpec for one column, or (None, drop reason). Raises _ColumnProblem."""
+def _feature_spec(
+    name: str, col: pd.Series, null_elsewhere: bool = False
+) -> tuple[FeatureSpec | None, str | None]:
+    """A FeatureSpec for one column, or (None, drop reason). Raises _ColumnProblem.
+
+    ``null_elsewhere``: the column is null in rows left out of training (a null target), so
+    it is nullable: a row of the file is a valid request (the imputers fill it)."""
     nonnull = col.dropna()
     if len(nonnull) == 0:
         raise _ColumnProblem(
             f"column {name!r} has only null values; drop it with --drop-columns {name}"
         )
-    nullable = len(nonnull) < len(col)
+    nullable = len(nonnull) < len(col) or null_elsewhere
     dtype = col.dtype
     kind: str | None
     if ptypes.is_bool_dtype(dtype):
@@ -147,7 +153,9 @@ def _feature_spec(name: str, col: pd.Series) -> tuple[FeatureSpec | None, str | 
         return FeatureSpec(name, "numeric", str(dtype), nullable, min=lo, max=hi), None
 
     if kind == "datetime":
-        parsed = parse_datetimes(col).dropna()
+        # The formats the text is written in: serving reads requests with them (no skew).
+        formats = None if ptypes.is_datetime64_any_dtype(dtype) else date_formats(nonnull)
+        parsed = parse_datetimes(col, formats or ()).dropna()
         if len(parsed) == 0:
             raise _ColumnProblem(f"column {name!r} has no parseable dates")
         lo_ts, hi_ts = parsed.min(), parsed.max()
@@ -158,7 +166,13 @@ def _feature_spec(name: str, col: pd.Series) -> tuple[FeatureSpec | None, str | 
             )
         return (
             FeatureSpec(
-                name, "datetime", "datetime64[ns]", nullable, lo_ts.isoformat(), hi_ts.isoformat()
+                name,
+                "datetime",
+                "datetime64[ns]",
+                nullable,
+                lo_ts.isoformat(),
+                hi_ts.isoformat(),
+                formats=formats or None,
             ),
             None,
         )
@@ -270,7 +284,8 @@ def infer_contract(
         if name == target or name in drop:
             continue
         try:
-            spec, reason = _feature_spec(name, train[name])
+            null_elsewhere = train is not df and bool(df[name].isna().any())
+            spec, reason = _feature_spec(name, train[name], null_elsewhere)
         except _ColumnProblem as exc:
             problems.append(str(exc))
             continue

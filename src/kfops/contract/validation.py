@@ -222,24 +222,29 @@ def _violations_from_failures(
         elif check.startswith("isin") and col == target:
             rule = "unseen_class"
             msg = (
-                f"target {name!r} has {count} values outside the training classes, e.g. {examples}"
+                f"target {name!r} has {count} values outside the training classes, "
+                f"e.g. {fmt.values(examples)}"
             )
         elif check.startswith("isin"):
             spec = contract.feature(name)
             rule = "unseen_category"
             domain = "values" if spec.kind == "boolean" else "categories"
             msg = (
-                f"column {name!r} has {count} values outside the training {domain}, e.g. {examples}"
+                f"column {name!r} has {count} values outside the training {domain}, "
+                f"e.g. {fmt.values(examples)}"
             )
         elif check.startswith("in_range"):
             spec = contract.feature(name)
             rule = "out_of_range"
             msg = (
                 f"column {name!r} has {count} values outside the training range "
-                f"[{spec.min}, {spec.max}], e.g. {examples}"
+                f"[{fmt.value(spec.min)}, {fmt.value(spec.max)}], e.g. {fmt.values(examples)}"
             )
         else:
-            rule, msg = check, f"column {name!r} fails {check} in {count} rows, e.g. {examples}"
+            rule, msg = (
+                check,
+                f"column {name!r} fails {check} in {count} rows, e.g. {fmt.values(examples)}",
+            )
         out.append(Violation(col, rule, severity, msg, count, examples))
     return out
 

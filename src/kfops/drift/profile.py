@@ -9,7 +9,8 @@ Binning (documented, fixed at training time, stored as ``reference_profile.json`
   ``fine_bins // bins``-th fine cut point, so coarse counts are sums of fine counts: a window
   stores fine counts only. The KS distance is computed on the fine counts (a 1 % CDF grid of
   the reference), which makes it mergeable. Missing or non-numeric values count in a separate
-  null slot.
+  null slot, which drift leaves out: it compares the non-null distributions, and the null
+  share is checked on its own (monitoring's missing-value check).
 - categorical/boolean: the ``max_categories`` most frequent training values (ties by value),
   then an ``__other__`` slot for everything else (values unseen in training land there), then a
   null slot.
@@ -204,13 +205,14 @@ class FeatureBins:
         return untested
 
     def psi_counts(self, counts: np.ndarray) -> np.ndarray:
-        """The vector PSI is computed on: coarse bins + null (numeric), all slots otherwise."""
+        """The vector PSI is computed on: the NON-NULL distribution, coarse bins (numeric) or
+        categories + other. A change in the share of missing values is a data-quality finding
+        of its own (``kfops.monitoring.quality.check_null_shares``), not distribution drift."""
         if self.kind != NUMERIC:
-            return counts
-        coarse = np.bincount(
+            return counts[:-1]
+        return np.bincount(
             self.coarse_of_fine, weights=counts[:-1], minlength=len(self.coarse_edges) + 1
         )
-        return np.append(coarse, counts[-1])
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "kind": self.kind}

@@ -1,8 +1,9 @@
 """Per-feature drift verdicts and the dataset verdict.
 
 The policy (``DriftPolicy``): a feature drifts when its shift is LARGER THAN A TOLERANCE, WITH
-CONFIDENCE. For every tested feature (numeric: the ``bins`` coarse quantile bins plus the null
-slot; categorical/boolean: its categories, ``__other__`` and null), the test of
+CONFIDENCE. For every tested feature, on its NON-NULL values (numeric: the ``bins`` coarse
+quantile bins; categorical/boolean: its categories and ``__other__``; the share of missing
+values is checked on its own by monitoring, ``kfops.monitoring.quality``), the test of
 ``kfops.drift.stats.psi_test`` gives the p-value of "the PSI of this feature is at most
 ``psi_threshold``" (a noncentral chi-square test on the profile counts). The p-values are
 adjusted with Benjamini-Hochberg across the tested features, and a feature drifts when its
@@ -237,8 +238,9 @@ def detect_drift(
         if no_data:
             row.status, row.reason = NO_DATA, f"window has {window.rows} rows (< {policy.min_rows})"
             continue
-        # One test per feature on the PSI vector (numeric: coarse bins + null slot), so a
-        # column that starts arriving empty drifts like one whose values move.
+        # One test per feature on the PSI vector: the non-null distribution (numeric: coarse
+        # bins; categorical: categories + other). A column whose null share moves is the
+        # missing-value check's finding (kfops.monitoring.quality), not drift.
         ref_cells, cur_cells = fb.psi_counts(ref), fb.psi_counts(cur)
         cells.append((ref_cells, cur_cells))
         row.psi = psi(ref_cells, cur_cells)

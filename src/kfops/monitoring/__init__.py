@@ -1,7 +1,7 @@
 """Batch monitoring of a served model: one window of captured traffic at a time.
 
 - ``capture``: the captured rows of a model in a time window (malformed lines counted);
-- ``labels``: late labels, joined to captured rows by request id;
+- ``labels``: late labels, joined to captured rows by capture id (ambiguous ids left out);
 - ``quality``: window metrics from late labels vs the version's training metrics;
 - ``policy``: ``MonitoringPolicy``, when a window asks for retraining;
 - ``window``: ``run_monitoring``, one window checked end to end -> ``MonitoringResult``;
@@ -19,7 +19,7 @@ from kfops.monitoring.capture import (
     parse_time,
     read_capture,
 )
-from kfops.monitoring.labels import Labels, join_labels, read_labels
+from kfops.monitoring.labels import LabelJoin, Labels, join_labels, match_labels, read_labels
 from kfops.monitoring.policy import MonitoringPolicy
 from kfops.monitoring.push import push_metrics
 from kfops.monitoring.quality import QualityResult, compare_quality, window_metrics
@@ -33,6 +33,7 @@ __all__ = [
     "RETRAIN",
     "TOO_FEW",
     "CaptureWindow",
+    "LabelJoin",
     "Labels",
     "MonitoringPolicy",
     "MonitoringResult",
@@ -41,6 +42,7 @@ __all__ = [
     "compare_quality",
     "default_window",
     "join_labels",
+    "match_labels",
     "parse_time",
     "push_metrics",
     "read_capture",

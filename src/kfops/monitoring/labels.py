@@ -20,7 +20,7 @@ log = logging.getLogger("kfops.monitoring")
 
 @dataclass
 class Labels:
-    """Late labels by request id (``<request_id>:<row>``); the last label of an id wins."""
+    """Late labels by capture id (``<x-request-id>:<row>``); the last label of an id wins."""
 
     frame: pd.DataFrame  # id, label
     files: int = 0
@@ -66,11 +66,98 @@ def read_labels(labels_dir: str | Path) -> Labels:
     return result
 
 
-def join_labels(window: CaptureWindow, labels: Labels) -> pd.DataFrame:
-    """Window rows that have a label: the window's index, meta columns and ``label``."""
+@dataclass
+class LabelJoin:
+    """Window rows joined with their late labels, and what a user needs to see about the join.
+
+    A label joins a captured row when their ids are equal. An id captured more than once in the
+    window (two requests sent with the same client id, before the server made repeated ids
+    unique) is ambiguous: its label could belong to either row, so none of them is joined.
+    """
+
+    frame: pd.DataFrame  # the window's index (``row``), meta columns and ``label``
+    read: int  # distinct label ids read
+    files: int
+    lines: int
+    malformed: int
+    ambiguous_ids: int = 0  # labelled ids captured more than once: not joined
+    ambiguous_rows: int = 0  # the captured rows behind them
+    unmatched: int = 0  # labels whose id is not in the window
+    example_id: str | None = None  # a captured id, to show what ids look like
+
+    @property
+    def joined(self) -> int:
+        return len(self.frame)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "lines": self.lines,
+            "malformed": self.malformed,
+            "read": self.read,
+            "joined": self.joined,
+            "ambiguous_ids": self.ambiguous_ids,
+            "ambiguous_rows": self.ambiguous_rows,
+            "unmatched": self.unmatched,
+            "example_id": self.example_id,
+        }
+
+
+def label_summary(stats: dict[str, Any]) -> str:
+    """One line for a person: labels read, joined, ambiguous, and what an id looks like."""
+    text = (
+        f"labels: {stats['read']} read from {stats['files']} file"
+        + ("" if stats["files"] == 1 else "s")
+        + (f" ({stats['malformed']} malformed lines skipped)" if stats["malformed"] else "")
+        + f", {stats['joined']} joined to captured rows"
+    )
+    if stats.get("ambiguous_ids"):
+        text += (
+            f", {stats['ambiguous_ids']} ids ambiguous (captured {stats['ambiguous_rows']} "
+            "times in all: not joined)"
+        )
+    if stats["joined"] == 0 and stats["read"]:
+        example = stats.get("example_id")
+        text += (
+            f"; no label id matches a captured id: ids are <x-request-id>:<row>, e.g. {example!r}"
+            if example
+            else "; the window has no captured ids"
+        )
+    return text
+
+
+def match_labels(window: CaptureWindow, labels: Labels) -> LabelJoin:
+    """Join ``labels`` to ``window``'s rows by id, leaving ambiguous ids out (see LabelJoin)."""
     meta = window.meta.reset_index(names="row")
-    joined = meta.merge(labels.frame, on="id", how="inner")
-    return joined.set_index("row")
+    ids = meta["id"].dropna()
+    counts = ids.value_counts()
+    repeated = set(counts.index[counts > 1])
+    labelled = set(labels.frame["id"])
+    ambiguous = repeated & labelled
+    unique = meta[~meta["id"].isin(repeated)]
+    joined = unique.merge(labels.frame, on="id", how="inner").set_index("row")
+    example = None if ids.empty else str(ids.iloc[0])
+    if ambiguous:
+        log.warning(
+            "labels: %d ids were captured more than once in the window (e.g. %r): not joined",
+            len(ambiguous), sorted(ambiguous)[0],
+        )  # fmt: skip
+    return LabelJoin(
+        joined,
+        read=len(labels.frame),
+        files=labels.files,
+        lines=labels.lines,
+        malformed=labels.malformed,
+        ambiguous_ids=len(ambiguous),
+        ambiguous_rows=int(counts[list(ambiguous)].sum()) if ambiguous else 0,
+        unmatched=len(labelled - set(ids)),
+        example_id=example,
+    )
+
+
+def join_labels(window: CaptureWindow, labels: Labels) -> pd.DataFrame:
+    """Window rows that have an unambiguous label: the window's index, meta and ``label``."""
+    return match_labels(window, labels).frame
 
 
 def cast_labels(values: pd.Series, classes: tuple[Any, ...] | None) -> pd.Series:

@@ -19,6 +19,17 @@ class MonitoringPolicy:
     ``max_metric_drop`` (relative, e.g. 0.05 = 5%) on at least ``min_labeled_rows`` labelled
     rows. Windows with fewer than ``min_rows`` rows give no verdict; a window whose data
     violates the contract is reported but never retrained on.
+
+    - ``importance_min_share``: drift in a feature whose permutation-importance share (the
+      version's lineage) is below this is reported but ignored by the verdict; 0 (the default)
+      acts on every drifted feature, since a feature the model ignores can still signal a
+      broken upstream source.
+    - ``max_null_share_change``: the missing-value check's tolerance (absolute share, 0.01 =
+      one percentage point), tested with the drift policy's ``alpha``; a finding of data
+      quality, never a reason to retrain.
+    - ``retrain_reference_share``: the retraining data is the labelled window plus this share
+      of the reference training rows (the champion's training data, sampled with the
+      champion's seed): 1.0 keeps all of them, 0 trains on the window alone.
     """
 
     min_rows: int = 100
@@ -26,6 +37,9 @@ class MonitoringPolicy:
     max_metric_drop: float = 0.05
     min_labeled_rows: int = 50
     drift: dict[str, Any] = field(default_factory=dict)  # DriftPolicy settings
+    importance_min_share: float = 0.0
+    max_null_share_change: float = 0.01
+    retrain_reference_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.min_rows < 1:
@@ -38,6 +52,10 @@ class MonitoringPolicy:
             raise ConfigError(
                 f"policy max_metric_drop must be a share in [0, 10), got {self.max_metric_drop}"
             )
+        for name in ("importance_min_share", "max_null_share_change", "retrain_reference_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(f"policy {name} must be a share in [0, 1], got {value!r}")
         self.drift_policy()  # validate early
 
     def drift_policy(self) -> DriftPolicy:

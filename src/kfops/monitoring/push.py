@@ -45,10 +45,59 @@ def push_metrics(
         gauge("kfops_monitoring_dataset_drift", "1 when the dataset drifted.").set(
             1 if result.drift.dataset_drift else 0
         )
+    if result.importance:
+        share = gauge(
+            "kfops_monitoring_feature_importance_share",
+            "Permutation-importance share of each feature (the version's lineage).",
+            ("feature",),
+        )
+        for name, value in result.importance.items():
+            share.labels(name).set(value)
+    if result.ranking is not None:
+        # The drifted features the policy acts on, valued by importance share (-1: unknown);
+        # the alert annotations name the top ones (monitoring/prometheus/kfops-rules.yml).
+        ranked = gauge(
+            "kfops_monitoring_drifted_feature_importance",
+            "Importance share of each drifted feature the policy acts on (-1: unknown).",
+            ("feature",),
+        )
+        for r in result.ranking.features:
+            if not r.ignored:
+                ranked.labels(r.feature).set(-1 if r.share is None else r.share)
+    if result.null_shares is not None:
+        null_share = gauge(
+            "kfops_monitoring_feature_null_share",
+            "Share of missing values per feature in the window.",
+            ("feature",),
+        )
+        changed = gauge(
+            "kfops_monitoring_feature_null_share_changed",
+            "1 when a feature's share of missing values changed beyond the policy's tolerance.",
+            ("feature",),
+        )
+        for n in result.null_shares.features:
+            null_share.labels(n.feature).set(n.window_share)
+            changed.labels(n.feature).set(1 if n.changed else 0)
+    if result.data_quality is not None:
+        unseen = gauge(
+            "kfops_monitoring_unseen_category_rows",
+            "Window rows whose value is outside the contract's domain, per feature.",
+            ("feature",),
+        )
+        for u in result.unseen:
+            unseen.labels(u["feature"]).set(u["rows"])
     if result.data_quality is not None:
         gauge("kfops_monitoring_data_quality_errors", "Contract violations (errors).").set(
             result.data_quality["errors"]
         )
+    if result.labels is not None:
+        labels = gauge(
+            "kfops_monitoring_labels",
+            "Late labels: read, joined to captured rows, ambiguous ids, unmatched.",
+            ("state",),
+        )
+        for state in ("read", "joined", "ambiguous_ids", "unmatched"):
+            labels.labels(state).set(result.labels.get(state, 0))
     if result.quality is not None:
         gauge("kfops_monitoring_labeled_rows", "Window rows with a late label.").set(
             result.quality.labeled_rows

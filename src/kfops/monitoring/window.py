@@ -12,9 +12,9 @@ from pathlib import Path
 
 from kfops.contract_model import Contract
 from kfops.monitoring.capture import CaptureWindow, read_capture
-from kfops.monitoring.labels import join_labels, read_labels
+from kfops.monitoring.labels import match_labels, read_labels
 from kfops.monitoring.policy import MonitoringPolicy
-from kfops.monitoring.quality import compare_quality, window_metrics
+from kfops.monitoring.quality import assess_window, compare_quality, window_metrics
 from kfops.monitoring.result import NO_ROWS, OK, RETRAIN, TOO_FEW, MonitoringResult
 from kfops.registry import CHAMPION, Registry
 
@@ -63,14 +63,15 @@ def run_monitoring(
     report = validate(feats, contract, check_target=False)
     result.data_quality = report.to_dict()
     reference = ReferenceProfile.load(mv.path)
-    result.drift = detect_drift(reference, profile_window(feats, reference), policy.drift_policy())
+    profile = profile_window(feats, reference)
+    result.drift = detect_drift(reference, profile, policy.drift_policy())
+    assess_window(result, mv, policy, reference, profile)
 
     if labels_dir is not None:
         labels = read_labels(labels_dir)
         meta = window.meta[served.to_numpy()].reset_index(drop=True)
-        joined = join_labels(CaptureWindow(model, window.start, window.end, feats, meta), labels)
-        result.labels = {"files": labels.files, "lines": labels.lines,
-                         "malformed": labels.malformed, "joined": len(joined)}  # fmt: skip
+        join = match_labels(CaptureWindow(model, window.start, window.end, feats, meta), labels)
+        joined, result.labels = join.frame, join.stats()
         training = (
             read_json(mv.path / "metrics.json") if (mv.path / "metrics.json").is_file() else {}
         )
@@ -90,8 +91,8 @@ def run_monitoring(
             + "): not retraining on it"
         )
         return result
-    if policy.retrain_on_drift and result.drift.dataset_drift:
-        result.reasons.append(f"drift in {', '.join(result.drift.drifted)}")
+    if policy.retrain_on_drift and result.ranking is not None and result.ranking.alerting:
+        result.reasons.append(f"drift in {result.drift_annotation}")
     if result.quality is not None and result.quality.decayed:
         result.reasons.append(f"quality decay: {result.quality.reason}")
     if result.reasons:

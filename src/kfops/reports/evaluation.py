@@ -4,8 +4,6 @@ chart and table), and the plots of a classifier (confusion matrix, ROC) or a reg
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from typing import Any
 
@@ -14,7 +12,7 @@ import numpy as np
 from kfops.evaluation import Evaluation
 from kfops.explain.importance import Importance, importance_chart_base64
 from kfops.reports import fmt
-from kfops.reports.html import escape, figure, page, table
+from kfops.reports.html import escape, figure, figure_png, page, table
 
 
 def render_report(
@@ -76,13 +74,6 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _figure_png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    # No timestamp/software metadata: the same evaluation renders to the same bytes.
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _confusion_png(evaluation: Evaluation) -> str:
     from matplotlib.figure import Figure  # Figure without pyplot: no global state, Agg canvas
 
@@ -107,7 +98,7 @@ def _confusion_png(evaluation: Evaluation) -> str:
             va="center",
             color="white" if value > threshold else "black",
         )
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _roc_png(evaluation: Evaluation) -> str:
@@ -131,7 +122,7 @@ def _roc_png(evaluation: Evaluation) -> str:
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC curve")
     ax.legend(loc="lower right")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _regression_pngs(evaluation: Evaluation) -> list[tuple[str, str]]:
@@ -152,7 +143,7 @@ def _regression_pngs(evaluation: Evaluation) -> list[tuple[str, str]]:
     ax.set_xlabel("actual")
     ax.set_ylabel("predicted")
     ax.set_title("Predicted vs actual")
-    scatter = _figure_png(fig)
+    scatter = figure_png(fig)
     fig = Figure(figsize=(4.5, 4.5))
     ax = fig.add_subplot()
     ax.scatter(predicted, actual - predicted, s=8, alpha=0.6)
@@ -160,4 +151,4 @@ def _regression_pngs(evaluation: Evaluation) -> list[tuple[str, str]]:
     ax.set_xlabel("predicted")
     ax.set_ylabel("residual (actual - predicted)")
     ax.set_title("Residuals")
-    return [("Predicted vs actual", scatter), ("Residuals", _figure_png(fig))]
+    return [("Predicted vs actual", scatter), ("Residuals", figure_png(fig))]

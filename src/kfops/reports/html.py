@@ -3,10 +3,13 @@ HTML artifacts: self-contained, inline CSS, images as data URIs)."""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Iterable, Sequence
 from html import escape
+from typing import Any
 
-__all__ = ["STYLESHEET", "escape", "figure", "page", "table"]
+__all__ = ["STYLESHEET", "escape", "figure", "figure_png", "page", "table"]
 
 STYLESHEET = (
     "body{font-family:sans-serif;margin:1.5em;color:#222}"
@@ -41,6 +44,14 @@ def table(head: Sequence[str], rows: Iterable[Sequence[str]], row_class: int | N
         for r in rows
     )
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figure_png(fig: Any) -> str:
+    """A matplotlib Figure as base64 PNG for ``figure`` (a data URI in the page)."""
+    buffer = io.BytesIO()
+    # No timestamp/software metadata: the same figure renders to the same bytes.
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def figure(caption: str, png_base64: str) -> str:

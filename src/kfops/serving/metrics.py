@@ -54,6 +54,13 @@ class ServingMetrics:
             [*model_version, "reason"],
             registry=registry,
         )
+        self.unseen_categories = Counter(
+            "kfops_unseen_category",
+            "Values of categorical (or boolean) features the model never saw in training, "
+            "served anyway (the encoder ignores them; --strict-categories refuses them).",
+            [*model_version, "feature"],
+            registry=registry,
+        )
         self.rows = Counter(
             "kfops_predicted_rows", "Rows predicted.", model_version, registry=registry
         )
@@ -92,8 +99,9 @@ class ServingMetrics:
         )
         self.model_info = Gauge(
             "kfops_model_info",
-            "1 for the model version being served (0 once replaced).",
-            ["model", "version", "sha256"],
+            "1 for the model version being served (0 once replaced); runtime: onnx (its verified "
+            "ONNX twin) or sklearn (the pipeline).",
+            ["model", "version", "sha256", "runtime"],
             multiprocess_mode="max",
             registry=registry,
         )

@@ -14,19 +14,27 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from kfops.coercion import Coercion
 from kfops.contract_model import Contract
-from kfops.errors import ContractError, RegistryError
-from kfops.registry import CHAMPION, MODEL_FILE, Registry, verify_dir
+from kfops.errors import ConfigError, ContractError, RegistryError
+from kfops.io import read_json, sha256_file
+from kfops.registry import CHAMPION, LINEAGE, MODEL_FILE, Registry, verify_dir
 from kfops.serving.batching import drain
 from kfops.serving.metrics import get_metrics
 from kfops.serving.validation import DEFAULT_MAX_ROWS, RequestSchema
 
+if TYPE_CHECKING:
+    from kfops.twin.runtime import TwinRuntime
+
 log = logging.getLogger(__name__)
+
+Runtime = Literal["auto", "onnx", "sklearn"]
+RUNTIMES: tuple[str, ...] = ("auto", "onnx", "sklearn")
 
 CONTRACT_FILE = "contract.json"
 BATCH_SECONDS = 0.2  # drift counting runs at most this often (amortises numpy per update)
@@ -181,23 +189,47 @@ class DriftTracker:
 
 @dataclass(eq=False)
 class ServedVersion:
-    """One loaded, verified model version with everything a request needs."""
+    """One loaded, verified model version with everything a request needs.
+
+    With a ``twin`` (its verified ONNX twin, ``runtime`` "onnx") requests go coerce -> graph
+    and the pickle is not loaded unless someone asks for ``pipeline()``; without one
+    (``runtime`` "sklearn") they go through the sklearn pipeline (``estimator``).
+    """
 
     model: str
     version: str
     path: Path
     sha256: str
-    estimator: Any
+    estimator: Any  # the sklearn pipeline; None until ``pipeline()`` on the onnx runtime
     contract: Contract
     schema: RequestSchema
     classes: list[Any] | None
     has_proba: bool
     drift: DriftTracker | None = None
     loaded_at: float = field(default_factory=time.time)
+    twin: TwinRuntime | None = None
+    coercion: Coercion | None = None
 
     @property
     def names(self) -> list[str]:
         return self.schema.names
+
+    @property
+    def runtime(self) -> str:
+        """What answers requests: "onnx" (the verified twin) or "sklearn" (the pipeline)."""
+        return "onnx" if self.twin is not None else "sklearn"
+
+    def pipeline(self) -> Any:
+        """The sklearn pipeline (e.g. for explanations), loaded on first use on the onnx
+        runtime after checking its sha256 against the manifest again."""
+        if self.estimator is None:
+            from kfops.training import load_model
+
+            model_file = self.path / MODEL_FILE
+            if sha256_file(model_file) != self.sha256:
+                raise RegistryError(f"{model_file} changed since the version was verified")
+            self.estimator = load_model(model_file)
+        return self.estimator
 
     def frame(self, columns: list[list[Any]]) -> pd.DataFrame:
         return pd.DataFrame(dict(zip(self.schema.names, columns, strict=True)))
@@ -210,6 +242,9 @@ class ServedVersion:
         Classifiers with ``predict_proba`` always go through it (one model call) and take the
         arg-max as the label, so labels, returned probabilities and captured probabilities agree.
         """
+        if self.twin is not None:
+            coercion = self.coercion or Coercion.from_contract(self.contract)
+            return self.twin.predict(coercion.coerce(dict(zip(self.names, columns, strict=True))))
         X = self.frame(columns)
         if self.has_proba and self.classes is not None:
             proba = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
@@ -219,6 +254,55 @@ class ServedVersion:
         return np.asarray(self.estimator.predict(X)).tolist(), None
 
 
+def twin_status(directory: Path, files: dict[str, Any]) -> tuple[str | None, str]:
+    """(lineage twin status or None, its reason) of a verified version directory."""
+    if LINEAGE not in files:
+        return None, "the version has no lineage"
+    try:
+        lineage = read_json(directory / LINEAGE)
+    except ValueError as exc:
+        raise RegistryError(f"{directory / LINEAGE} is not valid JSON: {exc}") from None
+    twin = lineage.get("twin") if isinstance(lineage, dict) else None
+    if not isinstance(twin, dict):
+        return None, "the version was registered before ONNX twins"
+    status = twin.get("status")
+    return (str(status) if status else None), str(twin.get("reason") or "")
+
+
+def load_twin(directory: Path, files: dict[str, Any], runtime: str) -> TwinRuntime | None:
+    """The verified ONNX twin to serve, or None for the sklearn pipeline.
+
+    ``auto``: the twin when the lineage says it was verified at registration; ``onnx``: the
+    same, and a version without one is an error; ``sklearn``: never. A verified twin whose file
+    is missing from the manifest, or that onnxruntime cannot load, is an error naming the file
+    (the version is not ready), never a silent fallback: the lineage promised it.
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if runtime == "sklearn":
+        return None
+    from kfops.twin.format import TWIN_FILE
+    from kfops.twin.record import VERIFIED
+
+    status, reason = twin_status(directory, files)
+    if status != VERIFIED:
+        if runtime == "onnx":
+            why = f"its twin is {status}" if status else "it has no twin record"
+            raise RegistryError(
+                f"{directory} has no verified ONNX twin to serve with --runtime onnx ({why}"
+                f"{': ' + reason if reason else ''}); use --runtime auto or sklearn"
+            )
+        return None
+    if TWIN_FILE not in files:
+        raise RegistryError(
+            f"{directory / TWIN_FILE}: the lineage says the twin was verified but the file is "
+            "not in the manifest"
+        )
+    from kfops.twin.runtime import TwinRuntime
+
+    return TwinRuntime.load(directory / TWIN_FILE)
+
+
 def load_version(
     path: str | os.PathLike[str],
     max_rows: int = DEFAULT_MAX_ROWS,
@@ -226,12 +310,16 @@ def load_version(
     drift_window: int = 10_000,
     drift_publish_interval: float = 2.0,
     served_name: str | None = None,
+    runtime: str = "auto",
+    strict_categories: bool = False,
 ) -> ServedVersion:
     """Verify every sha256 against MANIFEST.json, then load the model and its contract.
 
-    Raises RegistryError (tampered/missing file, no manifest) or ContractError (no contract);
-    nothing is unpickled before verification passes. ``served_name`` (the endpoint name) labels
-    the drift metrics like every other serving metric; it defaults to the registry model name.
+    Raises RegistryError (tampered/missing file, no manifest, a verified twin that cannot be
+    loaded; ``TwinError`` names the file) or ContractError (no contract); nothing is unpickled
+    before verification passes, and nothing at all on the onnx runtime. ``served_name`` (the
+    endpoint name) labels the drift metrics like every other serving metric; it defaults to the
+    registry model name. ``runtime``: see ``load_twin``.
     """
     from kfops.training import load_model
 
@@ -246,19 +334,27 @@ def load_version(
     if MODEL_FILE not in files:
         raise RegistryError(f"{directory} has no {MODEL_FILE} in its manifest")
     contract = Contract.load(directory / CONTRACT_FILE)
-    estimator = load_model(directory / MODEL_FILE)
+    twin = load_twin(directory, files, runtime)
+    coercion = Coercion.from_contract(contract)
+    if twin is not None:
+        expected = {g.name for g in coercion.inputs}
+        if {g.name for g in twin.info.inputs} != expected:
+            raise RegistryError(
+                f"{twin.where} does not take this contract's inputs {sorted(expected)}"
+            )
+    estimator = load_model(directory / MODEL_FILE) if twin is None else None
     model = str(manifest.get("model") or directory.parent.parent.name)
     version = str(manifest.get("version") or directory.name)
     classifier = contract.task == "classification"
     classes = None
     if classifier:
-        found = getattr(estimator, "classes_", None)
+        found = twin.classes if twin is not None else getattr(estimator, "classes_", None)
         classes = (
             list(found.tolist() if hasattr(found, "tolist") else found)
             if found is not None
             else (list(contract.target.classes) if contract.target.classes else None)
         )
-    schema = RequestSchema(contract, max_rows=max_rows)
+    schema = RequestSchema(contract, max_rows=max_rows, strict_categories=strict_categories)
     served = ServedVersion(
         model=model,
         version=version,
@@ -268,7 +364,9 @@ def load_version(
         contract=contract,
         schema=schema,
         classes=classes,
-        has_proba=classifier and hasattr(estimator, "predict_proba"),
+        has_proba=classifier and (twin is not None or hasattr(estimator, "predict_proba")),
+        twin=twin,
+        coercion=coercion,
     )
     if drift and PROFILE_FILE in files:
         try:

@@ -61,6 +61,8 @@ class ServingOptions:
     access_log: bool = False
     limits: ServingLimits = field(default_factory=ServingLimits)
     max_explain_rows: int = DEFAULT_MAX_EXPLAIN_ROWS
+    runtime: str = "auto"  # auto | onnx | sklearn (kfops.serving.model.load_twin)
+    strict_categories: bool = False  # 422 for categories the model never saw
 
 
 LOAD_WAIT_SECONDS = 120.0
@@ -120,6 +122,8 @@ class KfopsPredictor(kserve.Model):
             drift_window=o.drift_window,
             drift_publish_interval=o.drift_publish_interval,
             served_name=self.name,
+            runtime=o.runtime,
+            strict_categories=o.strict_categories,
         )
 
     def load(self) -> bool:
@@ -137,8 +141,9 @@ class KfopsPredictor(kserve.Model):
         self.ready = True
         self.load_error = None
         log.info(
-            "serving %s version %s (sha256 %s) from %s",
-            self.name, served.version, served.sha256[:12], served.path,
+            "serving %s version %s (sha256 %s) from %s with the %s runtime (%s)",
+            self.name, served.version, served.sha256[:12], served.path, served.runtime,
+            _runtime_reason(served, self.options.runtime),
         )  # fmt: skip
         if self.source.follows_alias:
             self._start_watcher()
@@ -147,12 +152,16 @@ class KfopsPredictor(kserve.Model):
     def _activate(self, served: ServedVersion) -> None:
         m = get_metrics()
         old = self.served
-        m.model_info.labels(self.name, served.version, served.sha256).set(1)
+        m.model_info.labels(self.name, served.version, served.sha256, served.runtime).set(1)
         # One reference assignment: requests already running keep the object they read.
         self.served = served
         if old is not None and old is not served:
-            if (old.version, old.sha256) != (served.version, served.sha256):
-                m.model_info.labels(self.name, old.version, old.sha256).set(0)
+            if (old.version, old.sha256, old.runtime) != (
+                served.version,
+                served.sha256,
+                served.runtime,
+            ):
+                m.model_info.labels(self.name, old.version, old.sha256, old.runtime).set(0)
             if old.drift is not None:
                 old.drift.stop()
 
@@ -203,7 +212,10 @@ class KfopsPredictor(kserve.Model):
         self._activate(served)
         self.ready = True
         get_metrics().model_swaps.labels(self.name).inc()
-        log.info("hot-swapped %s from %s to %s", self.name, previous, served.version)
+        log.info(
+            "hot-swapped %s from %s to %s (%s runtime)",
+            self.name, previous, served.version, served.runtime,
+        )  # fmt: skip
         return True
 
     def stop(self) -> None:
@@ -315,7 +327,7 @@ class KfopsPredictor(kserve.Model):
         parsed = result.parsed
         served, batch, labels, proba = parsed.served, parsed.batch, result.labels, result.proba
         rid = parsed.request_id
-        self._observe(served, batch.columns, labels, proba, rid)
+        self._observe(served, batch.columns, labels, proba, rid, batch.unseen)
         if response_headers is not None:
             response_headers[request_ids.HEADER] = rid
         if parsed.request is not None:
@@ -366,10 +378,13 @@ class KfopsPredictor(kserve.Model):
         labels: list[Any],
         proba: list[list[float]] | None,
         request_id: str,
+        batch_unseen: dict[str, int] | None = None,
     ) -> None:
         m = get_metrics()
         n = len(labels)
         m.rows.labels(self.name, served.version).inc(n)
+        for feature, count in (batch_unseen or {}).items():
+            m.unseen_categories.labels(self.name, served.version, feature).inc(count)
         if served.classes is not None:
             if n == 1:
                 m.predictions.labels(self.name, served.version, str(labels[0])).inc()
@@ -443,6 +458,14 @@ class KfopsPredictor(kserve.Model):
             model_version=served.version,
             infer_outputs=outputs,
         )
+
+
+def _runtime_reason(served: ServedVersion, wanted: str) -> str:
+    if served.runtime == "onnx":
+        return "its verified ONNX twin"
+    if wanted == "sklearn":
+        return "--runtime sklearn"
+    return "no verified ONNX twin in this version"
 
 
 def _json_body(raw: bytes | bytearray) -> Any:

@@ -174,6 +174,20 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between checks of the alias file (hot swap)",
     )
     parser.add_argument(
+        "--runtime",
+        choices=("auto", "onnx", "sklearn"),
+        default="auto",
+        help="what answers requests: auto (the version's verified ONNX twin when it has one, "
+        "else the sklearn pipeline), onnx (refuse a version without a verified twin) or "
+        "sklearn (default %(default)s)",
+    )
+    parser.add_argument(
+        "--strict-categories",
+        action="store_true",
+        help="refuse (422) category values the model never saw in training; by default they "
+        "are served (the encoder ignores them) and counted in kfops_unseen_category_total",
+    )
+    parser.add_argument(
         "--no-drift", dest="drift", action="store_false", help="do not compute online drift scores"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
@@ -204,6 +218,10 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         )
         prepare_multiprocess_dir(metrics_dir)
     kserve = import_kserve()
+    if args.workers > 1:
+        from kfops.serving.workers import install_patient_workers
+
+        install_patient_workers()
     from kfops.serving.predictor import KfopsPredictor, ServingOptions
 
     quiet_logging(args.access_log)
@@ -217,6 +235,8 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         access_log=args.access_log,
         limits=limits,
         max_explain_rows=args.max_explain_rows,
+        runtime=args.runtime,
+        strict_categories=args.strict_categories,
     )
     name = args.model_name or default_name
     predictor = KfopsPredictor(name, source, options)
@@ -233,12 +253,14 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
     )
     log.info(
         "kfops serving %r on http://%s:%d (V1 /v1/models/%s:predict and :explain, V2 "
-        "/v2/models/%s/infer, /metrics); bodies up to %d bytes, model repository routes %s",
+        "/v2/models/%s/infer, /metrics) with the %s runtime; bodies up to %d bytes, model "
+        "repository routes %s",
         name,
         args.host,
         args.port,
         name,
         name,
+        predictor.served.runtime if predictor.served else "?",
         limits.max_body_bytes,
         "ON" if limits.allow_model_repository else "off",
     )

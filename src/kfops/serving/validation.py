@@ -11,11 +11,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from kfops.contract_model import Contract, FeatureSpec
 from kfops.errors import KfopsError
+from kfops.parsing import (
+    MAX_INT_BITS,
+    NA_STRINGS,
+    Unreadable,
+    category_key,
+    describe,
+    is_missing,
+    iso_text,
+    read_bool,
+    read_datetime,
+    read_number,
+    type_name,
+    unnamed_header,
+)
 
 # Bounded reason vocabulary: these are also the values of the `reason` metric label.
 REASONS: tuple[str, ...] = (
@@ -75,137 +88,117 @@ class _Bad(Exception):
         self.message = message
 
 
-def _category_key(value: Any) -> Any:
-    # Same normalisation as kfops.features.to_category_strings: 1.0 and 1 are one category.
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-# Past this many bits an integer is not a plausible feature value, and Python refuses to turn
-# one of more than 4,300 digits into text (sys.set_int_max_str_digits): describe it instead.
-_MAX_INT_BITS = 64
 _MAX_DIM = 2**31
-
-
-def _describe(value: Any) -> str:
-    if type(value) is int and value.bit_length() > _MAX_INT_BITS:
-        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
+_describe = describe
+_type_name = type_name
+_UNSEEN = object()
 
 Checker = Callable[[Any], Any]
 
 
-def _numeric_checker(spec: FeatureSpec) -> Checker:
+def _null(nullable: bool, what: str = "null") -> None:
+    if not nullable:
+        raise _Bad("null_not_allowed", f"{what} is not allowed for this feature")
+
+
+def _numeric_checker(spec: FeatureSpec, strict: bool) -> Checker:
     nullable = spec.nullable
 
     def check(value: Any) -> Any:
         kind = type(value)
-        if kind is float:
-            if value != value:  # NaN (only reachable through binary tensors)
-                if not nullable:
-                    raise _Bad("null_not_allowed", "NaN is not allowed for this feature")
-                return value
-            if math.isinf(value):
-                raise _Bad("wrong_type", "infinite values are not allowed")
-            return value
-        if kind is int:
-            # Keep ints (captured as sent); beyond float precision pandas would make an object
-            # column, so those become floats; beyond the float range they are refused.
-            if -(2**53) < value < 2**53:
-                return value
-            try:
-                return float(value)
-            except OverflowError:
-                raise _Bad(
-                    "wrong_type",
-                    f"{_describe(value)} is too large to be represented as a number",
-                ) from None
-        if value is None:
-            if not nullable:
-                raise _Bad("null_not_allowed", "null is not allowed for this feature")
+        if kind is float and value == value and not math.isinf(value):
+            return value  # the common case first
+        try:
+            number = read_number(value)
+        except Unreadable as exc:
+            raise _Bad("wrong_type", str(exc)) from None
+        if number is None:
+            _null(nullable, "NaN" if kind is float else "null")
             return math.nan
-        raise _Bad("wrong_type", f"expected a number, got {_type_name(value)} {_describe(value)}")
+        return number
 
     return check
 
 
-def _categorical_checker(spec: FeatureSpec) -> Checker:
+def _categorical_checker(spec: FeatureSpec, strict: bool) -> Checker:
+    """Known values come back as the contract's own category value; unseen ones as sent (the
+    encoder ignores them; ``RequestSchema.unseen`` counts them), or 422 when ``strict``."""
     nullable = spec.nullable
-    allowed = {_category_key(c) for c in spec.categories} if spec.categories else None
+    known = {category_key(c): c for c in spec.categories} if spec.categories else None
     shown = ", ".join(repr(c) for c in (spec.categories or ())[:20])
     boolean = spec.kind == "boolean"
 
     def check(value: Any) -> Any:
-        if value is None:
-            if not nullable:
-                raise _Bad("null_not_allowed", "null is not allowed for this feature")
-            return None
         kind = type(value)
         if boolean:
-            if kind is not bool:
-                raise _Bad(
-                    "wrong_type", f"expected true/false, got {_type_name(value)} {_describe(value)}"
-                )
-        elif kind not in (str, int, float, bool):
+            try:
+                value = read_bool(value)
+            except Unreadable as exc:
+                raise _Bad("wrong_type", str(exc)) from None
+            kind = type(value)
+        elif kind not in (str, int, float, bool) and value is not None:
             raise _Bad(
                 "wrong_type",
                 f"expected a category value, got {_type_name(value)} {_describe(value)}",
             )
-        elif kind is int and value.bit_length() > _MAX_INT_BITS:
+        elif kind is int and value.bit_length() > MAX_INT_BITS:
             raise _Bad("out_of_domain", f"{_describe(value)} is not one of: {shown}")
-        if kind is float and value != value:
-            if not nullable:
-                raise _Bad("null_not_allowed", "NaN is not allowed for this feature")
+        if value is None or (kind is float and value != value):
+            _null(nullable, "NaN" if kind is float else "null")
             return None
-        if allowed is not None and _category_key(value) not in allowed:
+        if known is None:
+            return value
+        found = known.get(category_key(value), _UNSEEN)
+        if found is not _UNSEEN:
+            return found
+        if kind is str and value in NA_STRINGS:  # read_csv reads these as missing
+            _null(nullable)
+            return None
+        if strict:
             raise _Bad("out_of_domain", f"{_describe(value)} is not one of: {shown}")
         return value
 
     return check
 
 
-def _text_checker(spec: FeatureSpec) -> Checker:
+def _text_checker(spec: FeatureSpec, strict: bool) -> Checker:
     nullable = spec.nullable
 
     def check(value: Any) -> Any:
-        if type(value) is str:
+        kind = type(value)
+        if kind is str and value not in NA_STRINGS:
             return value
-        if value is None:
-            if not nullable:
-                raise _Bad("null_not_allowed", "null is not allowed for this feature")
+        if is_missing(value):
+            _null(nullable)
             return None
+        if kind is int or kind is float:  # a number in a text column: its text, as a CSV has it
+            if kind is int and value.bit_length() > MAX_INT_BITS:
+                raise _Bad("wrong_type", f"expected a string, got {_describe(value)}")
+            return category_key(value)
         raise _Bad("wrong_type", f"expected a string, got {_type_name(value)} {_describe(value)}")
 
     return check
 
 
-def _datetime_checker(spec: FeatureSpec) -> Checker:
+def _datetime_checker(spec: FeatureSpec, strict: bool) -> Checker:
+    """Dates come back as ISO 8601 text (the coercion reads it without pandas)."""
     nullable = spec.nullable
+    formats = tuple(spec.formats or ())
 
     def check(value: Any) -> Any:
-        if value is None:
-            if not nullable:
-                raise _Bad("null_not_allowed", "null is not allowed for this feature")
-            return None
-        if type(value) is not str:
-            raise _Bad("wrong_type", f"expected an ISO 8601 date string, got {_type_name(value)}")
         try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            raise _Bad("wrong_type", f"{_describe(value)} is not an ISO 8601 date") from None
-        return value
+            moment = read_datetime(value, formats)
+        except Unreadable as exc:
+            raise _Bad("wrong_type", str(exc)) from None
+        if moment is None:
+            _null(nullable)
+            return None
+        return iso_text(moment)
 
     return check
 
 
-_CHECKERS: dict[str, Callable[[FeatureSpec], Checker]] = {
+_CHECKERS: dict[str, Callable[[FeatureSpec, bool], Checker]] = {
     "numeric": _numeric_checker,
     "categorical": _categorical_checker,
     "boolean": _categorical_checker,
@@ -224,6 +217,8 @@ class Batch:
     request_id: str | None = None
     # V2 only: which outputs the caller asked for (None = the defaults).
     outputs: list[str] | None = None
+    # feature -> values of categories (or booleans) the model never saw, served anyway
+    unseen: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -242,15 +237,46 @@ class _Collector:
 class RequestSchema:
     """A contract compiled for request checking (built once per loaded model version)."""
 
-    def __init__(self, contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        strict_categories: bool = False,
+    ) -> None:
         self.contract = contract
         self.names: list[str] = contract.feature_names
         self.index = {name: i for i, name in enumerate(self.names)}
         self.name_set = frozenset(self.names)
-        self.checkers: list[Checker] = [_CHECKERS[f.kind](f) for f in contract.features]
+        # A row of the training file also has the target and the dropped columns: ignored.
+        self.ignored = contract.ignored_columns - self.name_set
+        # An empty header is "Unnamed: <i>" to read_csv and "" to other readers: both name it.
+        self.unnamed = unnamed_header([*self.names, *sorted(self.ignored)])
+        self.strict_categories = strict_categories
+        self.checkers: list[Checker] = [
+            _CHECKERS[f.kind](f, strict_categories) for f in contract.features
+        ]
         self.width = len(self.names)
         self.max_rows = max_rows
         self.classifier = contract.task == "classification"
+        # (column index, feature, category keys) of the features with a known domain
+        self._domains = [
+            (j, f.name, frozenset(category_key(c) for c in f.categories))
+            for j, f in enumerate(contract.features)
+            if f.kind in ("categorical", "boolean") and f.categories
+        ]
+
+    def unseen(self, columns: list[list[Any]]) -> dict[str, int]:
+        """Per feature, how many values of validated ``columns`` the model never saw in
+        training (a strict schema refuses them instead)."""
+        out: dict[str, int] = {}
+        for j, name, keys in self._domains:
+            count = 0
+            for value in columns[j]:
+                if value is not None and category_key(value) not in keys:
+                    count += 1
+            if count:
+                out[name] = count
+        return out
 
     # --- shared -------------------------------------------------------------------------------
 
@@ -287,6 +313,10 @@ class RequestSchema:
     def _finish(self, errors: _Collector) -> None:
         if errors.errors:
             raise RequestError(errors.errors, status=422)
+
+    def _batch(self, columns: list[list[Any]], n: int, probabilities: bool = False) -> Batch:
+        unseen = {} if self.strict_categories else self.unseen(columns)
+        return Batch(columns=columns, rows=n, probabilities=probabilities, unseen=unseen)
 
     # --- V1: {"instances": [...], "parameters": {...}} ---------------------------------------
 
@@ -336,6 +366,8 @@ class RequestSchema:
                     except _Bad as bad:
                         errors.add(f"instances[{r}].{names[j]}", bad.reason, bad.message)
             elif kind is dict:
+                if self.unnamed is not None and "" in row and self.unnamed not in row:
+                    row = {(self.unnamed if k == "" else k): v for k, v in row.items()}
                 if row.keys() != self.name_set:
                     self._key_errors(row, f"instances[{r}]", errors)
                 for j in range(width):
@@ -356,14 +388,14 @@ class RequestSchema:
             if errors.full:
                 break
         self._finish(errors)
-        return Batch(columns=columns, rows=n, probabilities=probabilities)
+        return self._batch(columns, n, probabilities)
 
     def _key_errors(self, row: Mapping[str, Any], where: str, errors: _Collector) -> None:
         for name in self.names:
             if name not in row:
                 errors.add(f"{where}.{name}", "missing_feature", "required feature is missing")
         for key in row:
-            if key not in self.index:
+            if key not in self.index and key not in self.ignored:
                 errors.add(
                     f"{where}.{key}",
                     "unknown_feature",
@@ -444,7 +476,7 @@ class RequestSchema:
             if errors.full:
                 break
         self._finish(errors)
-        return Batch(columns=columns, rows=n)
+        return self._batch(columns, n)
 
     def _v2_named(self, inputs: list[Any]) -> Batch:
         errors = _Collector()
@@ -452,6 +484,8 @@ class RequestSchema:
         for tensor in inputs:
             if tensor.name in by_name:
                 errors.add(f"inputs[{tensor.name!r}]", "bad_shape", "input given twice")
+            elif tensor.name in self.ignored:
+                continue
             elif tensor.name not in self.index:
                 errors.add(
                     f"inputs[{tensor.name!r}]",
@@ -498,7 +532,7 @@ class RequestSchema:
             columns.append(column)
         self._finish(errors)
         assert n is not None
-        return Batch(columns=columns, rows=n)
+        return self._batch(columns, n)
 
 
 def _plain_parameters(params: Any) -> Any:

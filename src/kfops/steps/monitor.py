@@ -79,6 +79,7 @@ def run(inputs: MonitorInputs) -> MonitorResult:
             labels_dir=inputs.labels_dir,
             data_uri=inputs.retrain_data_uri,
             out_path=inputs.retrain_data_path,
+            reference_share=inputs.policy.retrain_reference_share,
         )
     )
     return MonitorResult(window, plan)
