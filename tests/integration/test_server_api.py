@@ -227,7 +227,10 @@ def test_explain_refuses_what_predict_refuses_with_the_same_4xx(
     servers: dict[str, Served],
 ) -> None:
     srv = servers["cls-linear"]
-    bad = {"instances": [{**valid_row(), "island": "Atlantis", "body_mass_g": "heavy"}]}
+    # Refused whatever the server's category policy: wrong types and a missing column.
+    row = {**valid_row(), "bill_depth_mm": "deep", "body_mass_g": "heavy"}
+    del row["sex"]
+    bad = {"instances": [row]}
     for body in (bad, {"inputs": []}, {"instances": []}, {"instances": [[1, 2]]}):
         predicted, explained = srv.post("predict", body), srv.post("explain", body)
         assert 400 <= explained.status_code < 500, explained.text
@@ -239,8 +242,9 @@ def test_explain_refuses_what_predict_refuses_with_the_same_4xx(
     assert explained.json()["errors"][0]["field"] == "body"
     fields = {e["field"]: e["reason"] for e in srv.post("explain", bad).json()["errors"]}
     assert fields == {
-        "instances[0].island": "out_of_domain",
+        "instances[0].bill_depth_mm": "wrong_type",
         "instances[0].body_mass_g": "wrong_type",
+        "instances[0].sex": "missing_feature",
     }
     # Its own row cap, below :predict's: one request cannot cost minutes.
     too_many = {"instances": [valid_row()] * (MAX_EXPLAIN_ROWS + 1)}
@@ -268,7 +272,8 @@ def test_explanations_are_counted_on_their_own_endpoint_label(servers: dict[str,
     rows = rows_of_the_data("regression", 3)
     before = srv.metrics()
     assert srv.post("explain", {"instances": rows}).status_code == 200
-    assert srv.post("explain", {"instances": [{**rows[0], "sex": "other"}]}).status_code == 422
+    bad = {"instances": [{**rows[0], "bill_length_mm": "long"}]}
+    assert srv.post("explain", bad).status_code == 422
     assert srv.post("predict", {"instances": rows}).status_code == 200
     text = srv.metrics()
 
@@ -281,7 +286,7 @@ def test_explanations_are_counted_on_their_own_endpoint_label(servers: dict[str,
     assert delta("kfops_requests_total", model="reg-linear", endpoint="predict") == 1
     assert delta("kfops_request_duration_seconds_count", **explain) == 2
     assert delta("kfops_explained_rows_total", model="reg-linear", method="linear") == 3
-    assert delta("kfops_validation_failures_total", reason="out_of_domain") == 1
+    assert delta("kfops_validation_failures_total", reason="wrong_type") == 1
     # Explanations are not predictions: no predicted rows, nothing captured.
     assert delta("kfops_predicted_rows_total", model="reg-linear") == 3
 
