@@ -1,21 +1,34 @@
-"""Serving benchmark: kfops predictor vs a bare kserve.Model vs MLServer, same model, one run.
+"""Serving benchmark: kfops (ONNX twin, sklearn) vs a bare kserve.Model vs MLServer, one run.
 
     make bench-serve  (= .venv/bin/python benchmarks/bench_serve.py [--requests N] [--rounds 5]
                        [--no-mlserver])
 
-Each server runs alone in its own process pinned to CPU 0 (the load generator, an aiohttp client
-with keep-alive connections, runs on CPU 1), against 127.0.0.1 only, with bounded request counts.
-Servers (`SERVERS`, one entry each; each endpoint of a server is one row of the table):
-  - bare: a minimal kserve.Model (DataFrame from rows -> predict) under the same ModelServer
-    settings as kfops (one worker, no gRPC, no latency log, quiet access log, per-request
-    warnings off);
-  - kfops: `python -m kfops.serving` with validation, metrics, drift and payload capture on
-    (every request captured), V1 and V2;
+Each server runs alone in its own process pinned to CPU 0 with `taskset -c 0` (the load
+generator, an aiohttp client with keep-alive connections, runs on CPU 1), against 127.0.0.1
+only, with bounded request counts. All serve the same registered penguins version (logistic
+regression; its verified ONNX twin, `model.onnx`, and `explainer.json` made as the pipeline's
+train and register steps make them). Servers (`SERVERS`, one entry each; each endpoint of a
+server is one row of the table):
+  - bare: a minimal kserve.Model (DataFrame from rows -> the version's model.joblib predict)
+    under the same ModelServer settings as kfops (one worker, no gRPC, no latency log, quiet
+    access log, per-request warnings off);
+  - kfops (ONNX): `kfops serve --runtime onnx` with validation, metrics, drift and payload
+    capture on (every request captured);
+  - kfops (sklearn): `kfops serve --runtime sklearn`, the same otherwise. A kfops without the
+    `--runtime` flag (before the ONNX serving path is merged) is detected: the ONNX side is
+    left out, said so in the output, and the sklearn side runs plain `kfops serve`;
   - MLServer 1.7.1 + mlserver-sklearn in its own venv (.bench/mlserver-venv, created here; it
     cannot share kserve 0.21's environment), parallel_workers=0, pandas codec (the model takes
-    named columns), V2 only.
+    named columns), V2 only;
+  - kfops :explain, linear and tree ensemble: `kfops serve` of the logistic regression and of a
+    100-tree random forest of the same data, measured on `:explain` only (own processes, so the
+    predict servers' memory does not include shap).
 Scenarios (`SCENARIOS`, one entry each; each is a group of columns): single-row requests at 1
-and 8 concurrent connections (req/s, p50, p99) and 100-row batches at 1 connection (rows/s).
+and 8 concurrent connections (req/s, p50, p99), 100-row batches at 1 connection (rows/s), and
+one-row `:explain` at 1 connection (req/s, p50, p99). Resident memory (RSS, with children) of
+each server after its last run. The issue-12 goals are printed beside the figures with a
+verdict each (kfops ONNX >= 5x bare kserve single-row at 1 connection, p99 < 2 ms, >= 10x
+rows/s on 100-row batches).
 
 Protocol (printed first): every endpoint runs every scenario with the same untimed warm-up
 requests and the same timed request count, in --rounds rounds whose endpoint order alternates;
@@ -58,41 +71,75 @@ MLSERVER_PINS = [
     "httptools",
 ]
 MODEL = "penguins"
+FOREST = "penguins-forest"  # the tree ensemble explained
 SERVER_CPU, CLIENT_CPU = {0}, {1}
 PIN = True
+# Goals of issue 12 for kfops (ONNX) against the bare kserve.Model, from the median figures.
+GOAL_SINGLE_ROW_SPEEDUP = 5.0  # req/s, single row, 1 connection
+GOAL_P99_MS = 2.0  # single row, 1 connection
+GOAL_BATCH_SPEEDUP = 10.0  # rows/s, 100-row batches
 
 
 # --- model ----------------------------------------------------------------------------------------
 
 
-def make_model(root: Path) -> tuple[Path, list[str], list[dict[str, Any]]]:
-    """Train and register the penguins model; returns version dir, feature names, sample rows."""
+def register_model(root: Path, name: str, estimator: str | None = None) -> tuple[Path, str]:
+    """Train and register one penguins version as the pipeline's train and register steps do
+    (model, contract, profile, explainer.json, and model.onnx when its twin verifies); returns
+    the version dir and the twin's one-line verdict."""
     from kfops.contract import infer_contract
     from kfops.datasets import default_data_path
     from kfops.drift import build_reference_profile
+    from kfops.explain.contributions import EXPLAINER_FILE, write_explainer_file
     from kfops.registry import Registry
     from kfops.training import save_model, train
+    from kfops.twin import Twin, TwinRecord, convert
+    from kfops.twin.record import TWIN_FILE, judge
 
     df = pd.read_csv(default_data_path())
     contract = infer_contract(df, "species", "classification")
-    files = root / "files"
+    files = root / f"files-{name}"
     files.mkdir(parents=True)
-    save_model(train(df, contract), files / "model.joblib")
+    model = train(df, contract, estimator=estimator)
+    save_model(model, files / "model.joblib")
     contract.save(files / "contract.json")
     build_reference_profile(df, contract).save(files / "reference_profile.json")
+    write_explainer_file(files / EXPLAINER_FILE, model, df)
+    converted = convert(model, contract)
+    names = ["model.joblib", "contract.json", "reference_profile.json", EXPLAINER_FILE]
+    record = TwinRecord.from_conversion(converted.to_dict())
+    if isinstance(converted, Twin):
+        (files / TWIN_FILE).write_bytes(converted.onnx)
+        # The benchmark has no held-out split: the twin is compared on every row.
+        record = judge(record, model, files / TWIN_FILE, df, contract)
+        if record.verified:
+            names.append(TWIN_FILE)
     mv = Registry(root / "registry").register(
-        MODEL,
-        {n: files / n for n in ("model.joblib", "contract.json", "reference_profile.json")},
-        {"benchmark": True},
+        name, {n: files / n for n in names}, {"benchmark": True, "twin": record.to_dict()},
         aliases=["champion"],
-    )
-    names = contract.feature_names
+    )  # fmt: skip
+    return mv.path, record.summary()
+
+
+def make_model(root: Path) -> tuple[Path, list[str], list[dict[str, Any]]]:
+    """Register the served model (and the forest that is only explained); returns the served
+    version dir, feature names, sample rows."""
+    from kfops.contract import infer_contract
+    from kfops.datasets import default_data_path
+
+    path, twin = register_model(root, MODEL)
+    # (The benchmark's "held-out rows" are every row of the data: it has no split.)
+    print(f"{MODEL} (logistic regression) onnx twin: {twin}", flush=True)
+    _, twin = register_model(root, FOREST, "random_forest")
+    print(f"{FOREST} (100-tree random forest, explained only): onnx twin {twin}", flush=True)
+    df = pd.read_csv(default_data_path())
+    names = infer_contract(df, "species", "classification").feature_names
     sample = df[names].dropna().head(100)
     rows = [
         {k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
         for r in sample.to_dict("records")
     ]
-    return mv.path, names, rows
+    return path, names, rows
 
 
 # --- servers -----------------------------------------------------------------------------------
@@ -148,14 +195,22 @@ class Proc:
     ) -> None:
         self.name, self.port, self.ready_path = name, port, ready_path
         self.log = log
+        if PIN:  # one core for the server (and any process it starts)
+            cmd = ["taskset", "-c", ",".join(map(str, sorted(SERVER_CPU))), *cmd]
         self.proc = subprocess.Popen(
             cmd,
             stdout=open(log, "wb"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             cwd=cwd,
-            preexec_fn=(lambda: os.sched_setaffinity(0, SERVER_CPU)) if PIN else None,
         )
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and its children, MB."""
+        import psutil
+
+        proc = psutil.Process(self.proc.pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 1e6
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         import urllib.request
@@ -240,13 +295,32 @@ def bare_command(setup: Setup, key: str, port: int) -> list[str]:
     return [sys.executable, "-c", code, model, names, str(port)]
 
 
-def kfops_command(*flags: str) -> Callable[[Setup, str, int], list[str]]:
-    """`python -m kfops.serving` capturing every request, plus ``flags`` (a variant)."""
+def runtime_flag() -> bool:
+    """True when this kfops has `kfops serve --runtime {auto,onnx,sklearn}`."""
+    out = subprocess.run(
+        [sys.executable, "-m", "kfops", "serve", "--help"], capture_output=True, text=True
+    )
+    return "--runtime" in out.stdout
+
+
+RUNTIME_FLAG = False  # set by main(): runtime_flag()
+NO_RUNTIME_FLAG = (
+    "kfops (ONNX) not measured: this kfops has no `kfops serve --runtime` flag yet (the ONNX "
+    "serving path is not merged); the kfops (sklearn) side runs plain `kfops serve`"
+)
+
+
+def kfops_command(
+    *flags: str, model: str = MODEL, runtime: str | None = None
+) -> Callable[[Setup, str, int], list[str]]:
+    """`kfops serve` capturing every request, plus ``flags`` (a variant); ``--runtime`` when
+    this kfops has it."""
 
     def command(setup: Setup, key: str, port: int) -> list[str]:
+        chosen = ["--runtime", runtime] if runtime and RUNTIME_FLAG else []
         return [
-            sys.executable, "-m", "kfops.serving", "--registry", str(setup.work / "registry"),
-            "--model", MODEL, "--port", str(port),
+            sys.executable, "-m", "kfops", "serve", "--registry", str(setup.work / "registry"),
+            "--name", model, "--port", str(port), *chosen,
             "--capture", str(setup.capture_dir(key)), "--capture-sample-rate", "1", *flags,
         ]  # fmt: skip
 
@@ -294,17 +368,19 @@ def v2_body(names: list[str], rows: list[dict[str, Any]], pandas_codec: bool = F
 
 @dataclass(frozen=True)
 class Wire:
-    """A request protocol: the path of each verb and how a body is made from rows."""
+    """A request protocol: the path of each verb ({model}: the served name) and how a body is
+    made from rows."""
 
     paths: dict[str, str]  # verb -> path; a verb a protocol lacks shows as n/a
     body: Callable[[list[str], list[dict[str, Any]]], bytes]
 
 
 WIRES = {
-    "v1": Wire({"predict": f"/v1/models/{MODEL}:predict"}, v1_body),
-    "v2": Wire({"predict": f"/v2/models/{MODEL}/infer"}, v2_body),
+    "v1": Wire({"predict": "/v1/models/{model}:predict"}, v1_body),
+    "v1-explain": Wire({"explain": "/v1/models/{model}:explain"}, v1_body),
+    "v2": Wire({"predict": "/v2/models/{model}/infer"}, v2_body),
     "v2-pandas": Wire(
-        {"predict": f"/v2/models/{MODEL}/infer"}, lambda n, r: v2_body(n, r, pandas_codec=True)
+        {"predict": "/v2/models/{model}/infer"}, lambda n, r: v2_body(n, r, pandas_codec=True)
     ),
 }
 
@@ -313,6 +389,7 @@ WIRES = {
 class Endpoint:
     label: str  # the row's name in the table
     wire: str  # key of WIRES
+    model: str = MODEL
 
 
 @dataclass(frozen=True)
@@ -325,6 +402,7 @@ class Server:
     endpoints: tuple[Endpoint, ...]
     captures: bool = False  # writes payload capture to setup.capture_dir(key): check it
     optional: str = ""  # a --no-<optional> flag leaves it out
+    needs_runtime_flag: bool = False  # left out (and said so) without `kfops serve --runtime`
 
 
 SERVERS = (
@@ -332,13 +410,18 @@ SERVERS = (
         "bare", bare_command, f"/v1/models/{MODEL}", (Endpoint("bare kserve.Model (V1)", "v1"),)
     ),
     Server(
-        "kfops",
-        kfops_command(),
+        "kfops-onnx",
+        kfops_command(runtime="onnx"),
         f"/v1/models/{MODEL}",
-        (
-            Endpoint("kfops V1 (validation, metrics, drift, capture on)", "v1"),
-            Endpoint("kfops V2 (same)", "v2"),
-        ),
+        (Endpoint("kfops (ONNX) V1, validation, metrics, drift, capture on", "v1"),),
+        captures=True,
+        needs_runtime_flag=True,
+    ),
+    Server(
+        "kfops-sklearn",
+        kfops_command(runtime="sklearn"),
+        f"/v1/models/{MODEL}",
+        (Endpoint("kfops (sklearn) V1, the same", "v1"),),
         captures=True,
     ),
     Server(
@@ -347,6 +430,18 @@ SERVERS = (
         f"/v2/models/{MODEL}/ready",
         (Endpoint("MLServer 1.7.1 sklearn V2 (pandas codec)", "v2-pandas"),),
         optional="mlserver",
+    ),
+    Server(
+        "explain-linear",
+        kfops_command(runtime="sklearn"),
+        f"/v1/models/{MODEL}",
+        (Endpoint("kfops :explain, logistic regression (linear)", "v1-explain"),),
+    ),
+    Server(
+        "explain-tree",
+        kfops_command(model=FOREST, runtime="sklearn"),
+        f"/v1/models/{FOREST}",
+        (Endpoint("kfops :explain, 100-tree random forest", "v1-explain", FOREST),),
     ),
 )
 
@@ -373,6 +468,17 @@ SCENARIOS = (
     Scenario("c1", "1 conn", rows=1, connections=1, share=1.0, warmup=50, unit="req/s"),
     Scenario("c8", "8 conn", rows=1, connections=8, share=2.0, warmup=50, unit="req/s"),
     Scenario("b100", "100-row batch", rows=100, connections=1, share=0.2, warmup=10, unit="rows/s"),
+    # The first :explain builds the explainer (imports shap): the warm-up pays for it.
+    Scenario(
+        "x1",
+        ":explain 1 row",
+        rows=1,
+        connections=1,
+        share=0.4,
+        warmup=20,
+        unit="req/s",
+        verb="explain",
+    ),
 )
 
 
@@ -424,8 +530,10 @@ def measure(base: str, endpoint: Endpoint, setup: Setup, n: int) -> tuple[dict[s
         if path is None:
             continue
         body = wire.body(setup.names, setup.rows[: sc.rows])
-        r = run_load(base + path, body, sc.requests(n), sc.connections, sc.warmup)
-        sent += (sc.warmup + sc.requests(n)) * sc.rows
+        url = base + path.format(model=endpoint.model)
+        r = run_load(url, body, sc.requests(n), sc.connections, sc.warmup)
+        if sc.verb == "predict":  # what payload capture must account for
+            sent += (sc.warmup + sc.requests(n)) * sc.rows
         rate = r["rps"] * (sc.rows if sc.unit == "rows/s" else 1)
         result[sc.key] = {"rate": rate, "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
     brief = {k: round(v["rate"]) for k, v in result.items()}
@@ -504,12 +612,16 @@ def check_capture(port: int, capture: Path, sent: int, since: float) -> dict[str
 # --- report ------------------------------------------------------------------------------------
 
 
-def table(results: dict[str, dict[str, Any]]) -> str:
+def table(results: dict[str, dict[str, Any]], rss: dict[str, float]) -> str:
+    """Predict scenarios (rate, p50, p99), the explain scenario, and RSS per row; a figure a
+    row does not have (a verb its server lacks) is n/a."""
     head = "| server |"
     rule = "| --- |"
     for sc in SCENARIOS:
         head += f" {sc.title} {sc.unit} | p50 ms | p99 ms |"
         rule += " ---: | ---: | ---: |"
+    head += " RSS MB |"
+    rule += " ---: |"
     lines = [head, rule]
     for label, r in results.items():
         cells = []
@@ -520,8 +632,32 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 if v
                 else ["n/a"] * 3
             )
+        cells.append(f"{rss[label]:.0f}" if label in rss else "n/a")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def goals(results: dict[str, dict[str, Any]], onnx: str, bare: str) -> list[str]:
+    """The issue-12 goals beside the figures (medians), each with met / MISSED."""
+    if onnx not in results:
+        return [f"goals not checked: {NO_RUNTIME_FLAG}"]
+    o, b = results[onnx], results[bare]
+    single = o["c1"]["rate"] / b["c1"]["rate"]
+    batch = o["b100"]["rate"] / b["b100"]["rate"]
+    p99 = o["c1"]["p99_ms"]
+    checks = [
+        (f"single-row req/s at 1 connection >= {GOAL_SINGLE_ROW_SPEEDUP:g}x bare kserve",
+         f"{single:.1f}x ({o['c1']['rate']:.0f} vs {b['c1']['rate']:.0f} req/s)",
+         single >= GOAL_SINGLE_ROW_SPEEDUP),
+        (f"single-row p99 at 1 connection < {GOAL_P99_MS:g} ms", f"{p99:.2f} ms",
+         p99 < GOAL_P99_MS),
+        (f"100-row batch rows/s >= {GOAL_BATCH_SPEEDUP:g}x bare kserve",
+         f"{batch:.1f}x ({o['b100']['rate']:.0f} vs {b['b100']['rate']:.0f} rows/s)",
+         batch >= GOAL_BATCH_SPEEDUP),
+    ]  # fmt: skip
+    return [
+        f"goal: {what}: measured {got}: {'met' if ok else 'MISSED'}" for what, got, ok in checks
+    ]
 
 
 def combine(runs: list[dict[str, Any]], pick: str) -> dict[str, Any]:
@@ -551,7 +687,8 @@ def ratios(results: dict[str, dict[str, Any]]) -> list[str]:
             for sc in SCENARIOS
             if sc.key in r and sc.key in base
         ]
-        lines.append(f"{label}: " + ", ".join(parts) + f" of {base_label}")
+        if parts:
+            lines.append(f"{label}: " + ", ".join(parts) + f" of {base_label}")
     return lines
 
 
@@ -566,11 +703,33 @@ def main() -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/client CPUs")
     parser.add_argument("--out", default=None, help="JSON results (default build/bench/)")
     args = parser.parse_args()
-    global PIN
+    global PIN, RUNTIME_FLAG
     PIN = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     if PIN:
         os.sched_setaffinity(0, CLIENT_CPU)
-    servers = [s for s in SERVERS if not (s.optional and getattr(args, f"no_{s.optional}"))]
+    RUNTIME_FLAG = runtime_flag()
+    notes: list[str] = []
+    if not RUNTIME_FLAG:
+        notes.append(NO_RUNTIME_FLAG)
+    servers = [
+        s
+        for s in SERVERS
+        if not (s.optional and getattr(args, f"no_{s.optional}"))
+        and (RUNTIME_FLAG or not s.needs_runtime_flag)
+    ]
+    if "mlserver" in {s.key for s in servers}:
+        try:
+            ensure_mlserver_venv()
+        except (subprocess.CalledProcessError, OSError) as exc:
+            log = BENCH_DIR / "mlserver-install.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            notes.append(
+                f"MLServer not measured: it could not be installed in {MLSERVER_VENV} ({exc}); "
+                f"last lines of {log}: {' / '.join(tail)}"
+            )
+            servers = [s for s in servers if s.key != "mlserver"]
+    for note in notes:
+        print(f"note: {note}", flush=True)
     rows_ = [(s, e) for s in servers for e in s.endpoints]
     protocol = Protocol(
         sides=tuple(e.label for _, e in rows_),
@@ -584,7 +743,8 @@ def main() -> int:
         "the server just measured goes idle before the next run",
         summary="figures are medians over the rounds; a second table takes each figure's "
         "best round",
-        parallelism="each server one process pinned to CPU 0, the load generator on CPU 1"
+        parallelism="each server one process pinned to CPU 0 (taskset -c 0), the load "
+        "generator on CPU 1"
         if PIN
         else "not pinned (--no-pin or a single CPU)",
     )
@@ -595,6 +755,7 @@ def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {e.label: [] for _, e in rows_}
     sent: dict[str, int] = {s.key: 0 for s in servers}
     captures: list[dict[str, Any]] = []
+    rss: dict[str, float] = {}
     since = time.time()
     try:
         version_dir, names, sample = make_model(work)
@@ -617,6 +778,7 @@ def main() -> int:
                 sent[server.key] += rows_sent
                 if not settle(proc.proc.pid):
                     print(f"    warning: {server.key} still busy 15 s after its run", flush=True)
+                rss[endpoint.label] = proc.rss_mb()  # the last: after all of its runs
                 if server.captures:
                     check = check_capture(
                         proc.port, setup.capture_dir(server.key), sent[server.key], since
@@ -634,9 +796,14 @@ def main() -> int:
         (f"best of {args.rounds} rounds", best),
     ):
         print(f"\n{title}:\n")
-        print(table(results))
+        print(table(results, rss))
         print()
         print("\n".join(ratios(results)))
+    label = {s.key: s.endpoints[0].label for s in SERVERS}
+    print()
+    print("\n".join(goals(medians, label["kfops-onnx"], label["bare"])))
+    for note in notes:
+        print(f"note: {note}")
     print()
     for s in servers:
         if s.captures:
@@ -650,6 +817,9 @@ def main() -> int:
     payload = {
         "protocol": protocol.header(),
         "median": medians,
+        "rss_mb": rss,
+        "goals": goals(medians, label["kfops-onnx"], label["bare"]),
+        "notes": notes,
         "runs": runs,
         "capture": captures,
         "cpus": os.cpu_count(),

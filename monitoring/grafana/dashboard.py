@@ -47,7 +47,8 @@ def _queries() -> list[dict[str, Any]]:
     def quantile(q: str) -> str:
         return (
             f"histogram_quantile({q}, sum by (model, le) "
-            f"(rate(kfops_request_duration_seconds_bucket{{{SEL}}}[{RATE}])))"
+            f"(rate(kfops_request_duration_seconds_bucket{{{SEL}, endpoint!='explain'}}"
+            f"[{RATE}])))"
         )
 
     records = f"sum by (model) (rate(kfops_capture_records_total{{{SEL}}}[{RATE}]))"
@@ -64,7 +65,8 @@ def _queries() -> list[dict[str, Any]]:
             ("Latency percentiles", "timeseries", "s",
              [("{{model}} p50", quantile("0.5")), ("{{model}} p90", quantile("0.9")),
               ("{{model}} p99", quantile("0.99"))],
-             "Request duration from the server's histogram (alert KfopsHighLatencyP99 > 0.5s)."),
+             "Prediction request duration from the server's histogram, :explain excluded "
+             "(alert KfopsHighLatencyP99 > 0.5s)."),
         ]},
         {"row": "Model", "panels": [
             ("Served model version", "table", "none",

@@ -74,7 +74,9 @@ def _send(url: str, frame: pd.DataFrame, prefix: str, batch: int = 250) -> dict[
         rid = f"{prefix}-{start // batch}"
         out = _predict(url, part, rid)
         assert len(out["predictions"]) == len(part)
-        truth.update({f"{rid}:{i}": int(t) for i, t in enumerate(part["target"])})
+        # Labels go with the id the answer returns: the client's id made unique.
+        assert out["id"].startswith(f"{rid}.")
+        truth.update({f"{out['id']}:{i}": int(t) for i, t in enumerate(part["target"])})
     return truth
 
 

@@ -239,6 +239,9 @@ def test_payload_capture_files(server: Server) -> None:
         {"instances": [valid_row(), valid_row()]}, headers={**JSON, "x-request-id": "cap-1"}
     )
     assert r.status_code == 200
+    # The rows are captured under the id the answer carries: the client's, made unique.
+    rid = r.json()["id"]
+    assert rid.startswith("cap-1.") and r.headers["x-request-id"] == rid
     capture_dir: Path = server.capture_dir  # type: ignore[attr-defined]
 
     def captured() -> list[dict[str, Any]] | None:
@@ -246,13 +249,13 @@ def test_payload_capture_files(server: Server) -> None:
             json.loads(line)
             for f in capture_dir.glob(f"{MODEL}/*/*-*-*.jsonl")
             for line in f.read_text().splitlines()
-            if line.startswith('{"id":"cap-1:')
+            if line.startswith(f'{{"id":"{rid}:')
         ]
         return found if len(found) >= 2 else None
 
     # The writer thread flushes in batches after the answer: wait for the rows.
     found = wait_for(captured, 30, "the 2 rows of request cap-1 in the capture files")
-    assert sorted(x["id"] for x in found) == ["cap-1:0", "cap-1:1"]
+    assert sorted(x["id"] for x in found) == [f"{rid}:0", f"{rid}:1"]
     assert found[0]["features"] == valid_row() and found[0]["version"] == "v1"
     assert set(found[0]["proba"]) == {"Adelie", "Chinstrap", "Gentoo"}
 
@@ -576,10 +579,11 @@ def test_workers_capture_every_row_exactly_once(registry_root: Path, tmp_path: P
     try:
         srv.wait_ready()
 
-        def send(i: int) -> int:
+        def send(i: int) -> tuple[str, int]:
             body = {"instances": [valid_row()] * (1 + i % 3)}
-            assert srv.v1(body, headers={**JSON, "x-request-id": f"w{i}"}).status_code == 200
-            return 1 + i % 3
+            r = srv.v1(body, headers={**JSON, "x-request-id": f"w{i}"})
+            assert r.status_code == 200
+            return r.json()["id"], 1 + i % 3
 
         def files() -> list[Path]:
             return list(capture.glob(f"{MODEL}/*/*.jsonl"))
@@ -588,7 +592,7 @@ def test_workers_capture_every_row_exactly_once(registry_root: Path, tmp_path: P
             return {f.name.split("-")[1] for f in files()}
 
         rows = _until_both_workers_served(send, writer_pids, "capture")
-        sent = {f"w{i}:{row}" for i, n in enumerate(rows) for row in range(n)}
+        sent = {f"{rid}:{row}" for rid, n in rows for row in range(n)}
 
         def captured() -> list[str]:
             return [json.loads(x)["id"] for f in files() for x in f.read_text().splitlines()]

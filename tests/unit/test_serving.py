@@ -398,10 +398,12 @@ def test_capture_sampling_rate() -> None:
 
 
 def test_route_of() -> None:
-    assert route_of("/v1/models/penguins:predict") == ("penguins", "v1")
-    assert route_of("/v2/models/penguins/infer") == ("penguins", "v2")
-    assert route_of("/v2/models/penguins/versions/3/infer") == ("penguins", "v2")
+    assert route_of("/v1/models/penguins:predict") == ("penguins", "v1", "predict")
+    assert route_of("/v1/models/penguins:explain") == ("penguins", "v1", "explain")
+    assert route_of("/v2/models/penguins/infer") == ("penguins", "v2", "predict")
+    assert route_of("/v2/models/penguins/versions/3/infer") == ("penguins", "v2", "predict")
     assert route_of("/metrics") is None and route_of("/v1/models/penguins") is None
+    assert route_of("/v1/models/penguins:fit") is None
 
 
 def test_registry_is_untouched_by_serving(tmp_path: Path) -> None:

@@ -111,7 +111,13 @@ def test_a_client_that_disconnects_mid_body_is_counted_499_not_500() -> None:
     get_metrics()
 
     def count(code: str) -> float:
-        labels = {"model": UNKNOWN_MODEL, "version": "", "protocol": "v1", "status": code}
+        labels = {
+            "model": UNKNOWN_MODEL,
+            "version": "",
+            "protocol": "v1",
+            "endpoint": "predict",
+            "status": code,
+        }
         return REGISTRY.get_sample_value("kfops_requests_total", labels) or 0.0
 
     before = count("499"), count("500")

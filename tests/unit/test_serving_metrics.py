@@ -24,11 +24,11 @@ class Served:
 
 
 def requests_counted(status: str, protocol: str = "v1") -> float:
-    return get_metrics().requests.labels(MODEL, "v7", protocol, status)._value.get()
+    return get_metrics().requests.labels(MODEL, "v7", protocol, "predict", status)._value.get()
 
 
 def latency_count(protocol: str = "v1") -> float:
-    hist = get_metrics().latency.labels(MODEL, "v7", protocol)
+    hist = get_metrics().latency.labels(MODEL, "v7", protocol, "predict")
     return sum(bucket.get() for bucket in hist._buckets)
 
 

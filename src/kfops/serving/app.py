@@ -6,8 +6,8 @@ the server entry point (which does them in the parent) share one place and neith
 other.
 
 - ``quiet_logging``: kserve's log config minus per-request lines;
-- ``install_app_hooks``: the metrics and limits middlewares and the 4xx handlers on kserve's
-  FastAPI app;
+- ``install_app_hooks``: the metrics, limits and method middlewares, the 4xx handlers and the
+  ``:explain`` route (``kfops.serving.routes``) on kserve's FastAPI app;
 - ``PREDICTORS``: the predictors this process serves, by name (the middleware labels requests
   with their current version).
 """
@@ -20,6 +20,7 @@ from typing import Protocol
 
 from kfops.serving.limits import LimitsMiddleware, ServingLimits
 from kfops.serving.metrics import MetricsMiddleware, get_metrics
+from kfops.serving.routes import MethodGuard, add_explain_route
 from kfops.serving.validation import FieldError, RequestError
 
 
@@ -29,7 +30,7 @@ class Served(Protocol):
     def current_version(self) -> str: ...
 
 
-# name -> predictor, for the ASGI middleware (current version label) in this process.
+# name -> predictor, for the ASGI middleware (current version label) and the :explain route.
 PREDICTORS: dict[str, Served] = {}
 _installed = False
 
@@ -68,7 +69,8 @@ def install_app_hooks(limits: ServingLimits | None = None) -> None:
 
     Must run before the server starts: in the parent for a single worker, and in every spawn
     worker (from ``KfopsPredictor.__setstate__``) for ``--workers N``. Order, outermost first:
-    metrics (so it sees every status, 413/408 included), limits, kserve's routes.
+    metrics (so it sees every status, 413/408/405 included), limits, methods, kserve's routes
+    (kfops' ``:explain`` first among them).
     """
     global _installed
     if _installed:
@@ -111,7 +113,9 @@ def install_app_hooks(limits: ServingLimits | None = None) -> None:
 
     app.add_exception_handler(RequestError, request_error_handler)
     app.add_exception_handler(RequestValidationError, schema_error_handler)
+    add_explain_route(app, PREDICTORS)
     # add_middleware puts the latest outermost.
+    app.add_middleware(MethodGuard)  # type: ignore[arg-type]
     app.add_middleware(LimitsMiddleware, limits=limits or ServingLimits())  # type: ignore[arg-type]
     app.add_middleware(
         MetricsMiddleware,  # type: ignore[arg-type]

@@ -34,16 +34,17 @@ class ServingMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         model_version = ["model", "version"]
+        # endpoint: "predict" (V1 :predict, V2 /infer) or "explain" (V1 :explain).
         self.requests = Counter(
             "kfops_requests",
-            "Prediction requests by protocol and HTTP status.",
-            [*model_version, "protocol", "status"],
+            "Prediction and explanation requests by protocol, endpoint and HTTP status.",
+            [*model_version, "protocol", "endpoint", "status"],
             registry=registry,
         )
         self.latency = Histogram(
             "kfops_request_duration_seconds",
-            "Time from request to response for prediction requests.",
-            [*model_version, "protocol"],
+            "Time from request to response for prediction and explanation requests.",
+            [*model_version, "protocol", "endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -62,6 +63,12 @@ class ServingMetrics:
         )
         self.rows = Counter(
             "kfops_predicted_rows", "Rows predicted.", model_version, registry=registry
+        )
+        self.explained_rows = Counter(
+            "kfops_explained_rows",
+            "Rows explained (:explain), by explainer method (linear, tree).",
+            [*model_version, "method"],
+            registry=registry,
         )
         self.predictions = Counter(
             "kfops_predictions",
@@ -162,16 +169,18 @@ def prepare_multiprocess_dir(path: str) -> None:
     os.environ[MULTIPROC_ENV] = path
 
 
-def route_of(path: str) -> tuple[str, str] | None:
-    """(model name, protocol) of a prediction route, None for every other path."""
+def route_of(path: str) -> tuple[str, str, str] | None:
+    """(model name, protocol, endpoint) of a prediction or explanation route, None for every
+    other path."""
     if path.startswith("/v1/models/"):
         rest = path[len("/v1/models/") :]
-        if rest.endswith(":predict"):
-            return rest[: -len(":predict")], "v1"
+        for endpoint in ("predict", "explain"):
+            if rest.endswith(":" + endpoint):
+                return rest[: -len(endpoint) - 1], "v1", endpoint
         return None
     if path.startswith("/v2/models/") and path.endswith("/infer"):
         rest = path[len("/v2/models/") : -len("/infer")]
-        return rest.split("/", 1)[0], "v2"
+        return rest.split("/", 1)[0], "v2", "predict"
     return None
 
 
@@ -179,7 +188,8 @@ ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware: counts every prediction request by status and times it.
+    """Pure ASGI middleware: counts every prediction and explanation request by status and
+    times it.
 
     It sits outside kserve's handlers so it also sees requests kserve rejects before the
     predictor runs (malformed JSON, V2 schema errors), which it counts as ``malformed_request``.
@@ -234,17 +244,21 @@ class MetricsMiddleware:
             record()
 
     def _record(
-        self, scope: MutableMapping[str, Any], route: tuple[str, str], status: int, took: float
+        self,
+        scope: MutableMapping[str, Any],
+        route: tuple[str, str, str],
+        status: int,
+        took: float,
     ) -> None:
-        name, protocol = route
+        name, protocol, endpoint = route
         current = self.predictors.get(name)
         if current is None:
             model, version = UNKNOWN_MODEL, ""
         else:
             model, version = name, current.current_version()
         m = get_metrics()
-        m.requests.labels(model, version, protocol, str(status)).inc()
-        m.latency.labels(model, version, protocol).observe(took)
+        m.requests.labels(model, version, protocol, endpoint, str(status)).inc()
+        m.latency.labels(model, version, protocol, endpoint).observe(took)
         state = scope.get("state") or {}
         counted = state.get("kfops_counted") or status == CLIENT_CLOSED
         if 400 <= status < 500 and not counted and current is not None:

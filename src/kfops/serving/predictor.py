@@ -7,7 +7,11 @@ It fills kserve's stages, so kserve times each one (``request_preprocess_seconds
   request's values into column lists (``validation``: no pandas);
 - ``predict``: one DataFrame, one model call;
 - ``postprocess``: counters, a non-blocking hand-off to capture and drift threads, and the
-  V1 or V2 response.
+  V1 or V2 response, which carries the id the rows were captured under
+  (``kfops.serving.request_ids``).
+
+``:explain`` runs the same ``preprocess`` (same contract checks and 4xx), then ``explain``
+(``kfops.serving.explaining``) instead of ``predict``.
 
 Client mistakes raise ``RequestError``, which ``app.install_app_hooks`` maps to 400/422 with a
 JSON body naming every bad field.
@@ -19,17 +23,17 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import kserve
 import orjson
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kfops.errors import KfopsError
-from kfops.serving import app
+from kfops.serving import app, metadata, request_ids
 from kfops.serving.capture import CaptureItem, PayloadCapture
+from kfops.serving.explaining import DEFAULT_MAX_EXPLAIN_ROWS, Explained, Explainers
 from kfops.serving.limits import ServingLimits
 from kfops.serving.metrics import get_metrics
 from kfops.serving.model import ModelSource, ServedVersion, load_version
@@ -56,6 +60,7 @@ class ServingOptions:
     drift_publish_interval: float = 2.0
     access_log: bool = False
     limits: ServingLimits = field(default_factory=ServingLimits)
+    max_explain_rows: int = DEFAULT_MAX_EXPLAIN_ROWS
     runtime: str = "auto"  # auto | onnx | sklearn (kfops.serving.model.load_twin)
     strict_categories: bool = False  # 422 for categories the model never saw
 
@@ -70,6 +75,7 @@ class Parsed:
     served: ServedVersion
     batch: Batch
     request: InferRequest | None  # the V2 request; None for V1
+    request_id: str = ""  # the id the rows are captured and answered under
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,11 @@ class Predicted:
 
 class KfopsPredictor(kserve.Model):
     def __init__(self, name: str, source: ModelSource, options: ServingOptions | None = None):
-        super().__init__(name)
+        # Response headers: every prediction answer carries its capture id (x-request-id).
+        super().__init__(name, return_response_headers=True)
         self.source = source
         self.options = options or ServingOptions()
+        self.explainers = Explainers(self.options.max_explain_rows)
         self.served: ServedVersion | None = None
         self.load_error: str | None = None
         self.capture = (
@@ -288,10 +296,11 @@ class KfopsPredictor(kserve.Model):
         try:
             v2 = request is not None
             batch = served.schema.parse_v2(body) if v2 else served.schema.parse_v1(body)
+            rid = request_ids.issue(headers, batch.request_id)
         except RequestError as exc:
             exc.model, exc.version = self.name, served.version  # type: ignore[attr-defined]
             raise
-        return Parsed(served, batch, request)
+        return Parsed(served, batch, request, rid)
 
     def validate(self, payload: Parsed) -> Parsed:
         """kserve's check of raw V1/V2 dictionaries; ``preprocess`` has already checked the
@@ -309,27 +318,58 @@ class KfopsPredictor(kserve.Model):
 
     async def postprocess(
         self,
-        result: Predicted,
+        result: Predicted | Explained,
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
+        if isinstance(result, Explained):
+            return self._explain_response(result)
         parsed = result.parsed
         served, batch, labels, proba = parsed.served, parsed.batch, result.labels, result.proba
-        self._observe(served, batch.columns, labels, proba, headers, batch.request_id, batch.unseen)
+        rid = parsed.request_id
+        self._observe(served, batch.columns, labels, proba, rid, batch.unseen)
+        if response_headers is not None:
+            response_headers[request_ids.HEADER] = rid
         if parsed.request is not None:
-            return self._v2_response(served, parsed.request, labels, proba, batch)
+            return self._v2_response(served, parsed.request, labels, proba, batch, rid)
         response: dict[str, Any] = {
             "predictions": labels,
             "model_name": self.name,
             "model_version": served.version,
+            "id": rid,
         }
         if batch.probabilities and proba is not None and served.classes is not None:
             classes = [str(c) for c in served.classes]
             response["probabilities"] = [dict(zip(classes, p, strict=True)) for p in proba]
         return response
 
-    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> NoReturn:
-        raise NotImplementedError("kfops models do not implement :explain")
+    async def explain(self, payload: Parsed, headers: dict[str, str] | None = None) -> Explained:
+        """kserve's explain stage (``POST /v1/models/<name>:explain``, kfops.serving.routes)."""
+        served = payload.served
+        try:
+            return await self.explainers.explain(served, payload.batch.columns, payload.batch.rows)
+        except RequestError as exc:
+            exc.model, exc.version = self.name, served.version  # type: ignore[attr-defined]
+            raise
+
+    def _explain_response(self, result: Explained) -> dict[str, Any]:
+        explanations = result.explanations
+        get_metrics().explained_rows.labels(
+            self.name, result.served.version, explanations.method
+        ).inc(len(explanations.rows))
+        return result.response(self.name)
+
+    # --- V2 model metadata (GET /v2/models/<name>) from the contract ----------------------------
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        served = self.served
+        return metadata.input_types(served.contract) if served is not None else []
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        served = self.served
+        if served is None:
+            return []
+        return metadata.output_types(served.contract, served.classes, served.has_proba)
 
     def _observe(
         self,
@@ -337,8 +377,7 @@ class KfopsPredictor(kserve.Model):
         columns: list[list[Any]],
         labels: list[Any],
         proba: list[list[float]] | None,
-        headers: dict[str, str] | None,
-        request_id: str | None,
+        request_id: str,
         batch_unseen: dict[str, int] | None = None,
     ) -> None:
         m = get_metrics()
@@ -364,12 +403,11 @@ class KfopsPredictor(kserve.Model):
             served.drift.submit(columns)
         capture = self.capture
         if capture is not None and capture.sampled():
-            rid = (headers or {}).get("x-request-id") or request_id or uuid.uuid4().hex
             capture.submit(
                 CaptureItem(
                     model=self.name,
                     version=served.version,
-                    request_id=rid,
+                    request_id=request_id,
                     ts=time.time(),
                     names=served.names,
                     columns=columns,
@@ -386,6 +424,7 @@ class KfopsPredictor(kserve.Model):
         labels: list[Any],
         proba: list[list[float]] | None,
         batch: Batch,
+        request_id: str,
     ) -> InferResponse:
         n = len(labels)
         wanted = batch.outputs or (
@@ -414,7 +453,7 @@ class KfopsPredictor(kserve.Model):
                 )
             )
         return InferResponse(
-            response_id=request.id or uuid.uuid4().hex,
+            response_id=request_id,
             model_name=self.name,
             model_version=served.version,
             infer_outputs=outputs,

@@ -26,6 +26,7 @@ from kfops.serving.app import install_app_hooks, quiet_logging
 
 if TYPE_CHECKING:
     from kfops.serving.model import ModelSource
+from kfops.serving.explaining import DEFAULT_MAX_EXPLAIN_ROWS
 from kfops.serving.limits import ServingLimits
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,13 @@ def add_serving_arguments(
         help="largest batch accepted per request (default %(default)s)",
     )
     parser.add_argument(
+        "--max-explain-rows",
+        type=int,
+        default=DEFAULT_MAX_EXPLAIN_ROWS,
+        help="largest batch accepted per :explain request (explanations cost more than "
+        "predictions; default %(default)s)",
+    )
+    parser.add_argument(
         "--capture",
         dest="capture_uri",
         default=None,
@@ -203,6 +211,8 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         raise ConfigError(f"--workers {args.workers} must be at least 1")
     if args.max_rows < 1:
         raise ConfigError(f"--max-rows {args.max_rows} must be at least 1")
+    if args.max_explain_rows < 1:
+        raise ConfigError(f"--max-explain-rows {args.max_explain_rows} must be at least 1")
     limits = serving_limits(args)
     check_port(args.port, args.host)
     if args.workers > 1:
@@ -231,6 +241,7 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         drift=args.drift,
         access_log=args.access_log,
         limits=limits,
+        max_explain_rows=args.max_explain_rows,
         runtime=args.runtime,
         strict_categories=args.strict_categories,
     )
@@ -248,7 +259,7 @@ def serve(args: argparse.Namespace, source: ModelSource, default_name: str) -> i
         enable_latency_logging=False,
     )
     log.info(
-        "kfops serving %r on http://%s:%d (V1 /v1/models/%s:predict, V2 "
+        "kfops serving %r on http://%s:%d (V1 /v1/models/%s:predict and :explain, V2 "
         "/v2/models/%s/infer, /metrics) with the %s runtime; bodies up to %d bytes, model "
         "repository routes %s",
         name,
