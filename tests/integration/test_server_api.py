@@ -56,7 +56,7 @@ class Served:
                 "serve",
                 "--registry",
                 str(root),
-                "--name",
+                "--model",
                 model,
                 "--port",
                 str(self.port),
