@@ -294,7 +294,7 @@ def test_retrain_plan_says_why_not(tmp_path: Path) -> None:
             tmp_path / "x.parquet",
         )  # fmt: skip
     assert retrain.data_path(registry.root, SYNTH, "r1") == (
-        registry.root.parent / "retrain-data" / SYNTH / "r1.parquet"
+        registry.root / "retrain-data" / SYNTH / "r1.parquet"
     )
     assert retrain.data_path(registry.root, SYNTH, "r1", tmp_path / "w") == (
         tmp_path / "w" / SYNTH / "r1.parquet"

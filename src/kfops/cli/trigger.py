@@ -154,7 +154,7 @@ def build_trigger(args: argparse.Namespace) -> RetrainTrigger:
             reference_share=args.reference_share,
         )
     catalog = ModelCatalog.parse(settings.registry_root, settings.trigger_models)
-    state_dir = settings.trigger_state_dir or settings.registry_root.parent / "trigger"
+    state_dir = settings.trigger_state_dir or settings.registry_root / "trigger"
     return RetrainTrigger(
         launcher,
         cooldown=_cooldown(args.cooldown),

@@ -82,8 +82,8 @@ def data_path(
     registry_root: str | Path, model: str, run_id: str, work_dir: str | Path | None = None
 ) -> Path:
     """Where the labelled window of a retraining run is written: under ``work_dir``, by default
-    ``retrain-data`` next to the registry."""
-    root = Path(work_dir) if work_dir else Path(registry_root).parent / "retrain-data"
+    ``<registry>/retrain-data`` (everything kfops writes stays under the registry root)."""
+    root = Path(work_dir) if work_dir else Path(registry_root) / "retrain-data"
     return root / model / f"{run_id}.parquet"
 
 

@@ -97,7 +97,7 @@ class LocalLauncher:
         self.labels_dir = labels_dir
         self.window_hours = window_hours
         self.runner = runner
-        self.work_dir = work_dir  # None: retrain-data next to the registry
+        self.work_dir = work_dir  # None: <registry>/retrain-data
         if not 0.0 <= reference_share <= 1.0:
             raise ConfigError(f"reference share {reference_share} must be between 0 and 1")
         self.reference_share = reference_share
