@@ -200,7 +200,9 @@ def training_params(args: argparse.Namespace, settings: Settings) -> TrainingPar
         if not args.target:
             raise ConfigError("--target is required with --data (the column to predict)")
         data_uri, target = args.data, args.target
-        task = args.task or _infer_task(args.data, args.target)
+        # With --json, stdout carries the one JSON document: the reason goes to stderr.
+        out = sys.stderr if getattr(args, "json", False) else sys.stdout
+        task = args.task or _infer_task(args.data, args.target, out)
         model_name = settings.model_name or _model_name_from(args.data)
     return TrainingParams(
         data_uri=data_uri,
@@ -225,7 +227,7 @@ def training_params(args: argparse.Namespace, settings: Settings) -> TrainingPar
     )
 
 
-def _infer_task(data_uri: str, target: str) -> str:
+def _infer_task(data_uri: str, target: str, out: TextIO) -> str:
     """The task for ``target`` of the data at ``data_uri``, with the reason printed.
 
     Read here, before the pipeline, so the task's estimator and blessing thresholds are the
@@ -237,7 +239,7 @@ def _infer_task(data_uri: str, target: str) -> str:
 
     df = read_table(data_uri)
     choice = infer_task(target_column(df, target), target)
-    print(f"kfops: {choice.reason}", flush=True)
+    print(f"kfops: {choice.reason}", file=out, flush=True)
     return choice.task
 
 
