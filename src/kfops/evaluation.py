@@ -22,6 +22,9 @@ PRIMARY_METRIC: dict[str, str] = {"classification": "f1_macro", "regression": "r
 CLASSIFICATION_METRICS: tuple[str, ...] = (
     "accuracy",
     "balanced_accuracy",
+    # 0 for any constant or random prediction, 1 for perfect (sklearn's adjusted=True): the
+    # default blessing bar of a classifier, "better than guessing", whatever the class balance.
+    "balanced_accuracy_adjusted",
     "f1_macro",
     "precision_macro",
     "recall_macro",
@@ -36,6 +39,7 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
 HIGHER_IS_BETTER: dict[str, bool] = {
     "accuracy": True,
     "balanced_accuracy": True,
+    "balanced_accuracy_adjusted": True,
     "f1_macro": True,
     "precision_macro": True,
     "recall_macro": True,
@@ -124,6 +128,9 @@ def label_metrics(y_true: Any, predicted: Any, labels: list[Any] | None = None) 
     return {
         "accuracy": float(skm.accuracy_score(y_true, predicted)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, predicted)),
+        "balanced_accuracy_adjusted": float(
+            skm.balanced_accuracy_score(y_true, predicted, adjusted=True)
+        ),
         "f1_macro": float(skm.f1_score(y_true, predicted, **macro)),
         "precision_macro": float(skm.precision_score(y_true, predicted, **macro)),
         "recall_macro": float(skm.recall_score(y_true, predicted, **macro)),

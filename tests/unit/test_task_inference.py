@@ -114,7 +114,7 @@ def test_integer_targets_with_few_values_are_classes_and_with_many_a_quantity(
     cars_like().to_csv(data, index=False)
     classes, _ = params_for(str(data), "cylinders", tmp_path / "registry")
     assert (classes.task, classes.estimator) == ("classification", "logistic_regression")
-    assert classes.thresholds == {"f1_macro": 0.6}
+    assert classes.thresholds == {"balanced_accuracy_adjusted": 0.1}
     counts, _ = params_for(str(data), "horsepower", tmp_path / "registry")
     assert counts.task == "regression"
 
