@@ -153,17 +153,18 @@ class KfopsPredictor(kserve.Model):
         m = get_metrics()
         old = self.served
         m.model_info.labels(self.name, served.version, served.sha256, served.runtime).set(1)
+        # The metrics first: a client answered by the new version that then scrapes sees it.
+        same = old is not None and (old.version, old.sha256, old.runtime) == (
+            served.version,
+            served.sha256,
+            served.runtime,
+        )
+        if old is not None and old is not served and not same:
+            m.model_info.labels(self.name, old.version, old.sha256, old.runtime).set(0)
         # One reference assignment: requests already running keep the object they read.
         self.served = served
-        if old is not None and old is not served:
-            if (old.version, old.sha256, old.runtime) != (
-                served.version,
-                served.sha256,
-                served.runtime,
-            ):
-                m.model_info.labels(self.name, old.version, old.sha256, old.runtime).set(0)
-            if old.drift is not None:
-                old.drift.stop()
+        if old is not None and old is not served and old.drift is not None:
+            old.drift.stop()
 
     def _stat_alias(self) -> tuple[int, int, int] | None:
         path = self.source.alias_file()
@@ -209,9 +210,12 @@ class KfopsPredictor(kserve.Model):
             )
             return False
         previous = self.served.version if self.served else None
+        # Counted before the swap: a client that gets an answer from the new version and then
+        # scrapes must find the swap counted (the watcher thread may not run again for a while
+        # on a busy core once requests are being answered by the new version).
+        get_metrics().model_swaps.labels(self.name).inc()
         self._activate(served)
         self.ready = True
-        get_metrics().model_swaps.labels(self.name).inc()
         log.info(
             "hot-swapped %s from %s to %s (%s runtime)",
             self.name, previous, served.version, served.runtime,
