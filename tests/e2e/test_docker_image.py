@@ -106,8 +106,9 @@ def trained(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
 def _model_and_test_split(registry: Path, version: str) -> tuple[Any, pd.DataFrame]:
     """The registered model and the held-out split the run's prepare step wrote (the pipeline
-    root is the registry's parent; kfp.local lays out <root>/<run>/<task>/<output>)."""
-    splits = sorted(registry.parent.glob("*/prepare/test"))
+    root is <registry>/runs/<run id>/pipeline, kfops.run_roots; kfp.local lays out
+    <root>/<pipeline run>/<task>/<output>)."""
+    splits = sorted(registry.glob("runs/*/pipeline/*/prepare/test"))
     assert len(splits) == 1, splits
     model = joblib.load(registry / "models" / "penguins" / "versions" / version / "model.joblib")
     return model, pd.read_parquet(splits[0])
