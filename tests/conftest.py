@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,17 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, every: float
         if time.monotonic() >= deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
         time.sleep(every)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server started by a test; kill it if it does not stop within 20 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def free_port() -> int:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from kfops.parsing import NA_STRINGS
 from kfops.registry import Registry
-from tests.conftest import free_port, require_binary, wait_for
+from tests.conftest import free_port, require_binary, stop_process, wait_for
 from tests.unit.test_serving_fixtures import (
     MODEL,
     make_registry,
@@ -70,13 +70,7 @@ class Server:
         return self.log.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def v1(self, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
         data = body if isinstance(body, bytes) else json.dumps(body)

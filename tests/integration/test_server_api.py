@@ -21,7 +21,7 @@ from kfops.contract_model import Contract
 from kfops.monitoring import read_capture
 from kfops.monitoring.labels import Labels, join_labels
 from kfops.training import load_model
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, stop_process, wait_for
 from tests.integration.test_server import sample_value
 from tests.unit.test_serving_fixtures import (
     MODEL,
@@ -86,13 +86,7 @@ class Served:
         return self.log.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def post(self, verb: str, body: Any, headers: dict[str, str] | None = None) -> Any:
         data = body if isinstance(body, bytes) else json.dumps(body)
